@@ -1,0 +1,63 @@
+"""alex: runs an AI coding agent on request and streams every step over Server-Sent Events."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from flask import Flask, g, request
+
+from alex.agent.runner import Work
+from alex.config import Config
+from alex.errors import register_errorhandlers
+from alex.logs import configure_logging
+from alex.services import build_services
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def create_app(config: Config | None = None, *, work: Work | None = None) -> Flask:
+    """Build the WSGI app: configuration, services, request ids, blueprints, error handlers."""
+    config = config or Config.from_env()
+    app = Flask(__name__)
+    register_settings(app, config)
+    register_extensions(app, config, work)
+    register_request_id(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    return app
+
+
+def register_settings(app: Flask, config: Config) -> None:
+    """Flask settings derived from Config, and logging."""
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    app.json.sort_keys = False
+    app.json.ensure_ascii = False
+    configure_logging(config)
+
+
+def register_extensions(app: Flask, config: Config, work: Work | None) -> None:
+    """Create the process's services and keep them on the app."""
+    app.extensions["alex"] = build_services(config, work)
+
+
+def register_request_id(app: Flask) -> None:
+    """Give every request an id (the client's X-Request-ID when well-formed) and echo it on the response."""
+
+    @app.before_request
+    def assign_request_id() -> None:
+        offered = request.headers.get("X-Request-ID", "")
+        g.request_id = offered if _REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+
+    @app.after_request
+    def echo_request_id(response):
+        response.headers["X-Request-ID"] = g.get("request_id") or uuid.uuid4().hex
+        return response
+
+
+def register_blueprints(app: Flask) -> None:
+    """Mount the API blueprints."""
+    from alex.api import ops, sessions, stream, tasks
+
+    for module in (ops, tasks, sessions, stream):
+        app.register_blueprint(module.bp)

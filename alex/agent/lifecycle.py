@@ -1,0 +1,68 @@
+"""A task's lifecycle (queued -> running -> completed/failed/cancelled) and its one terminal event."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from alex.clock import now_iso
+from alex.ids import new_task_id
+from alex.store.base import SessionGone, Store
+from alex.streaming.publisher import Publisher
+
+log = logging.getLogger(__name__)
+
+
+class TaskLifecycle:
+    """Moves tasks between states in the store and emits exactly one terminal event per task.
+
+    The store's compare-and-set (`finish_task` only changes an active task) decides which caller
+    ends a task; only that caller publishes the terminal event, so a cancel racing a completion,
+    a shutdown or a second cancel can never produce two.
+    """
+
+    def __init__(self, store: Store, publisher: Publisher):
+        self._store = store
+        self._publisher = publisher
+
+    def create(self, session_id: str, task_text: str, owner: str = "") -> dict[str, Any]:
+        """Record a new queued task; raises SessionBusyError, SessionClosing or SessionGone."""
+        task = {"id": new_task_id(), "session_id": session_id, "task": task_text, "owner": owner,
+                "created_at": now_iso()}
+        self._store.create_task(task)
+        return task
+
+    def start(self, task_id: str, worker: str, lease_until: float) -> bool:
+        """Queued -> running; False when the task was cancelled (or taken) before it started."""
+        return self._store.start_task(task_id, worker, lease_until)
+
+    def complete(self, task: dict[str, Any], final_answer: str, **event_fields: Any) -> bool:
+        """End the task as completed with `task_complete`; False when it had already ended."""
+        return self._finish(
+            task, "completed", "task_complete", {"final_answer": final_answer},
+            {"final_answer": final_answer, **event_fields},
+        )
+
+    def cancel(self, task: dict[str, Any], reason: str) -> bool:
+        """End the task as cancelled with `task_cancelled`; False when it had already ended."""
+        return self._finish(task, "cancelled", "task_cancelled", {"error": reason}, {"reason": reason})
+
+    def fail(
+        self, task: dict[str, Any], error: str, *, phase: str, iteration: int = 0, retryable: bool = False
+    ) -> bool:
+        """End the task as failed with a terminal `error` event; False when it had already ended."""
+        fields = {"iteration": iteration, "phase": phase, "error": error, "recoverable": False, "terminal": True,
+                  "retryable": retryable}
+        return self._finish(task, "failed", "error", {"error": error}, fields)
+
+    def _finish(
+        self, task: dict[str, Any], status: str, event_type: str, task_fields: dict[str, Any],
+        event_fields: dict[str, Any],
+    ) -> bool:
+        if not self._store.finish_task(task["id"], status, **task_fields):
+            return False
+        try:
+            self._publisher.publish(task["session_id"], event_type, task_id=task["id"], **event_fields)
+        except SessionGone:
+            log.info("task %s ended after its session was deleted", task["id"])
+        return True

@@ -1,0 +1,133 @@
+"""Runs tasks on a bounded thread pool; owns cancel tokens and guarantees every task ends."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from alex.agent.cancel import CancelToken
+from alex.agent.lifecycle import TaskLifecycle
+from alex.errors import Overloaded
+
+log = logging.getLogger(__name__)
+
+Work = Callable[[dict[str, Any], CancelToken], None]
+
+
+class _Held:
+    """What the runner keeps for a task it was given: the task, its token, whether it started, when done."""
+
+    __slots__ = ("task", "token", "started", "done")
+
+    def __init__(self, task: dict[str, Any]):
+        self.task = task
+        self.token = CancelToken()
+        self.started = False
+        self.done = threading.Event()
+
+
+def worker_identity() -> str:
+    """Who runs a task: host and pid (stored with each running task)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class TaskRunner:
+    """A ThreadPoolExecutor with a bounded queue (a slot counter) and one cancel token per task.
+
+    `work(task, token)` runs the agent and ends the task through the lifecycle; whatever it does,
+    the runner makes sure the task ends (a crash becomes a terminal `error`).
+    """
+
+    def __init__(
+        self, lifecycle: TaskLifecycle, work: Work, *, max_concurrent: int, max_queued: int, lease_s: float
+    ):
+        self._lifecycle = lifecycle
+        self._work = work
+        self._lease_s = lease_s
+        self._executor = ThreadPoolExecutor(max_concurrent, thread_name_prefix="alex-task")
+        self._capacity = max_concurrent + max_queued
+        self._in_use = 0
+        self._lock = threading.Lock()
+        self._held: dict[str, _Held] = {}
+
+    def reserve(self) -> None:
+        """Claim a place in the run queue or raise Overloaded (503 with Retry-After)."""
+        with self._lock:
+            if self._in_use >= self._capacity:
+                raise Overloaded(
+                    "The server is running as many tasks as it can; retry in a few seconds.",
+                    headers={"Retry-After": "5"},
+                )
+            self._in_use += 1
+
+    def release(self) -> None:
+        """Give back a place claimed by `reserve` that was not used by `submit`."""
+        with self._lock:
+            self._in_use -= 1
+
+    def submit(self, task: dict[str, Any]) -> None:
+        """Run the task on the pool, using the place claimed by `reserve`."""
+        with self._lock:
+            self._held[task["id"]] = _Held(task)
+        self._executor.submit(self._run, task["id"])
+
+    def cancel(self, task_id: str, reason: str) -> bool:
+        """Cancel a task held here: a queued one ends now, a running one is signalled (LLM and bash stop).
+
+        Returns False when the task is not held by this process.
+        """
+        with self._lock:
+            held = self._held.get(task_id)
+            if held is None:
+                return False
+            started = held.started
+            held.token.cancel(reason)
+        if not started:  # still waiting for a pool thread: end it now rather than when one frees up
+            self._lifecycle.cancel(held.task, reason)
+        return True
+
+    def wait(self, task_id: str, timeout: float) -> bool:
+        """Wait until a task held here has ended; True when it has (or is not held here)."""
+        with self._lock:
+            held = self._held.get(task_id)
+        return True if held is None else held.done.wait(timeout)
+
+    def _run(self, task_id: str) -> None:
+        with self._lock:
+            held = self._held[task_id]
+            held.started = True  # from here on, cancel goes through the token only
+        try:
+            if held.token.cancelled:
+                self._lifecycle.cancel(held.task, held.token.reason)
+            elif self._lifecycle.start(task_id, worker_identity(), time.time() + self._lease_s):
+                self._work(held.task, held.token)
+        except Exception as error:  # the agent must not take the runner down; the task still ends
+            log.exception("task %s crashed", task_id)
+            self._ensure_ended(held.task, f"internal error: {type(error).__name__}")
+        finally:
+            self._ensure_ended(held.task, "the agent stopped without a result")
+            with self._lock:
+                del self._held[task_id]
+                self._in_use -= 1
+            held.done.set()
+
+    def _ensure_ended(self, task: dict[str, Any], error: str) -> None:
+        """End the task with a terminal error unless it already ended (a no-op in the normal case)."""
+        try:
+            self._lifecycle.fail(task, error, phase="internal")
+        except Exception:
+            log.exception("could not end task %s", task["id"])
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Cancel every task held here and stop the pool."""
+        with self._lock:
+            tokens = [held.token for held in self._held.values()]
+        for token in tokens:
+            token.cancel("server shutting down")
+        self._executor.shutdown(wait=wait)

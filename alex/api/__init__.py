@@ -1,0 +1,1 @@
+"""HTTP API blueprints: tasks, sessions, the event stream and operations."""

@@ -1,0 +1,47 @@
+"""Session endpoints: list, get, delete."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+from alex.api.inputs import path_id, query_args
+from alex.api.owner import current_owner, owned_session
+from alex.schemas import SessionListQuerySchema, session_schema, session_summaries_schema
+from alex.services import services
+from alex.workspace import remove_workspace
+
+bp = Blueprint("sessions", __name__, url_prefix="/api/sessions")
+_session_list_query = SessionListQuerySchema()
+CANCEL_WAIT_S = 10.0  # how long a delete waits for the running task to deliver its terminal event
+
+
+@bp.get("")
+def list_sessions():
+    """Session ids newest first (the Go server's shape); `detail=1` gives objects with status."""
+    args = query_args(_session_list_query)
+    sessions, total = services().store.list_sessions(current_owner(), args["limit"], args["offset"])
+    if args["detail"]:
+        return {"sessions": session_summaries_schema.dump(sessions), "total": total}
+    return {"sessions": [session["id"] for session in sessions], "total": total}
+
+
+@bp.get("/<session_id>")
+def get_session(session_id: str):
+    """The session's conversation and todos."""
+    return session_schema.dump(owned_session(path_id(session_id, "session")))
+
+
+@bp.delete("/<session_id>")
+def delete_session(session_id: str):
+    """Close the session to new tasks, cancel its task, end its streams, delete its data and workspace."""
+    svc = services()
+    session = owned_session(path_id(session_id, "session"))
+    svc.store.mark_session_closing(session["id"])
+    task = svc.store.active_task(session["id"])
+    if task is not None:
+        if not svc.runner.cancel(task["id"], "session deleted") or not svc.runner.wait(task["id"], CANCEL_WAIT_S):
+            svc.lifecycle.cancel(task, "session deleted")  # not held here, or stuck: end it ourselves
+    svc.broadcaster.close_session(session["id"])
+    svc.store.delete_session(session["id"])
+    remove_workspace(svc.config.workspace_root, session["id"])
+    return "", 204

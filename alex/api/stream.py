@@ -1,0 +1,81 @@
+"""`GET /api/sse`: one session's event stream, with replay from Last-Event-ID."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, request
+
+from alex.api.inputs import query_args
+from alex.api.owner import current_owner, owned_session
+from alex.errors import AlexError, Overloaded, Unprocessable
+from alex.schemas import StreamQuerySchema
+from alex.services import Services, services
+from alex.streaming.cursor import event_id_key, is_valid_event_id
+from alex.streaming.stream import SessionStream
+
+log = logging.getLogger(__name__)
+bp = Blueprint("stream", __name__)
+_stream_query = StreamQuerySchema()
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+class SessionIdRequired(AlexError):
+    status, code = 400, "session_id_required"
+
+
+@bp.get("/api/sse")
+def stream():
+    """Stream the session's events: `connected` at once, then every event after the cursor, then live."""
+    svc = services()
+    if not request.args.get("session_id"):
+        raise SessionIdRequired(
+            "Add ?session_id=<id> (letters, digits, '_' or '-'); reuse it to reconnect to the same session."
+        )
+    args = query_args(_stream_query)
+    cursor = _client_cursor(args)
+    session_id = args["session_id"]
+    if svc.store.get_session(session_id) is None:
+        if cursor not in (None, "0"):
+            return "", 204  # a stale cursor of a deleted session: tell EventSource to stop reconnecting
+        svc.store.ensure_session(session_id, current_owner())
+    if owned_session(session_id)["closing"]:
+        return "", 204
+    return _open_stream(svc, session_id, cursor)
+
+
+def _client_cursor(args: dict) -> str | None:
+    """The Last-Event-ID header, else ?last_event_id=, else None (start from the newest event)."""
+    header = request.headers.get("Last-Event-ID")
+    if header is not None and header.strip():
+        if not is_valid_event_id(header.strip()):
+            raise Unprocessable("Last-Event-ID is not an event id of this server.",
+                                details={"Last-Event-ID": ["Must be an event id."]})
+        return header.strip()
+    return args.get("last_event_id")
+
+
+def _open_stream(svc: Services, session_id: str, cursor: str | None) -> Response:
+    if svc.broadcaster.count() >= svc.config.max_streams:
+        raise Overloaded("This server holds as many streams as it can; retry shortly.", headers={"Retry-After": "5"})
+    subscriber = svc.broadcaster.subscribe(session_id, client=current_owner() or (request.remote_addr or ""))
+    try:
+        latest = svc.store.latest_event_id(session_id) or "0"
+    except BaseException:
+        svc.broadcaster.unsubscribe(subscriber)
+        raise
+    if cursor is None or event_id_key(cursor) > event_id_key(latest):
+        cursor = latest if cursor is None else "0"  # a cursor from the future (a deleted session's) replays all
+    body = SessionStream(
+        svc.store, svc.broadcaster, subscriber, cursor,
+        heartbeat_s=svc.config.sse_heartbeat_s, retry_ms=svc.config.sse_retry_ms,
+    )
+    _set_write_timeout(svc.config.sse_write_timeout_s)
+    return Response(body, mimetype="text/event-stream", headers=SSE_HEADERS)
+
+
+def _set_write_timeout(seconds: float) -> None:
+    """Bound every write to the client: one that stops reading is dropped instead of pinning a greenlet."""
+    sock = request.environ.get("gunicorn.socket")
+    if sock is not None:
+        sock.settimeout(seconds)

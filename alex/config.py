@@ -1,0 +1,190 @@
+"""Configuration read from the environment (12-factor); the only module that reads os.environ."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CORS_ORIGINS = ("http://localhost:3000", "http://localhost:3001", "https://alex.yourdomain.com")
+LOCALHOST_CORS_ORIGINS = ("http://localhost:3000", "http://localhost:3001")
+ALL_TOOLS = ("bash", "file_read", "file_write", "file_edit", "list_files", "grep", "todo_read", "todo_write")
+
+
+class ConfigError(Exception):
+    """A setting has a value the service cannot run with; the message names the variable."""
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError
+    return value
+
+
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError
+    return value
+
+
+def _env_name(raw: str) -> str:
+    if raw not in ("development", "production", "test"):
+        raise ValueError
+    return raw
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.replace("\n", ",").split(",") if part.strip())
+
+
+def _tools(raw: str) -> tuple[str, ...]:
+    names = _origins(raw)
+    if any(name not in ALL_TOOLS for name in names):
+        raise ValueError
+    return names
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError
+
+
+# variable -> (attribute, parser, default, what it accepts)
+_SETTINGS: dict[str, tuple[str, Callable[[str], Any], str, str]] = {
+    "ALEX_ENV": ("env", _env_name, "development", "development, production or test"),
+    "OPENAI_API_KEY": ("openai_api_key", str, "", "an API key"),
+    "ALEX_LLM_PROVIDER": ("llm_provider", str, "openai", "openai (any OpenAI-compatible endpoint)"),
+    "ALEX_LLM_MODEL": ("llm_model", str, "gpt-4o", "a model name"),
+    "ALEX_BASE_URL": ("base_url", str, "https://api.openai.com/v1", "an http(s) URL"),
+    "CORS_ALLOWED_ORIGINS": ("cors_allowed_origins", _origins, "", "origins separated by commas or newlines"),
+    "ALEX_DATA_DIR": ("data_dir", Path, "./data", "a directory path"),
+    "ALEX_WORKSPACE_ROOT": ("workspace_root", Path, "", "a directory path (default $ALEX_DATA_DIR/workspaces)"),
+    "REDIS_URL": ("redis_url", str, "", "a redis:// URL"),
+    "ALEX_SSE_HEARTBEAT_S": ("sse_heartbeat_s", _positive_float, "30", "a number of seconds > 0"),
+    "ALEX_SSE_BUFFER": ("sse_buffer", _positive_int, "100", "an integer >= 1"),
+    "ALEX_SSE_WRITE_TIMEOUT_S": ("sse_write_timeout_s", _positive_float, "30", "a number of seconds > 0"),
+    "ALEX_SSE_RETRY_MS": ("sse_retry_ms", _positive_int, "3000", "an integer number of milliseconds"),
+    "ALEX_MAX_STREAMS": ("max_streams", _positive_int, "10000", "an integer >= 1"),
+    "ALEX_MAX_TASK_CHARS": ("max_task_chars", _positive_int, "32000", "an integer >= 1"),
+    "ALEX_MAX_BODY_BYTES": ("max_body_bytes", _positive_int, "1048576", "an integer >= 1"),
+    "ALEX_MAX_CONCURRENT_TASKS": ("max_concurrent_tasks", _positive_int, "8", "an integer >= 1"),
+    "ALEX_MAX_QUEUED_TASKS": ("max_queued_tasks", _non_negative_int, "32", "an integer >= 0"),
+    "ALEX_MAX_ITERATIONS": ("max_iterations", _positive_int, "20", "an integer >= 1"),
+    "ALEX_TASK_TIMEOUT_S": ("task_timeout_s", _positive_float, "1800", "a number of seconds > 0"),
+    "ALEX_TASK_MAX_TOKENS": ("task_max_tokens", _positive_int, "1000000", "an integer >= 1"),
+    "ALEX_CONTEXT_TOKENS": ("context_tokens", _positive_int, "100000", "an integer >= 1"),
+    "ALEX_LLM_MAX_RETRIES": ("llm_max_retries", _non_negative_int, "2", "an integer >= 0"),
+    "ALEX_LLM_CONNECT_TIMEOUT_S": ("llm_connect_timeout_s", _positive_float, "10", "a number of seconds > 0"),
+    "ALEX_LLM_READ_TIMEOUT_S": ("llm_read_timeout_s", _positive_float, "120", "a number of seconds > 0"),
+    "ALEX_LLM_CALL_DEADLINE_S": ("llm_call_deadline_s", _positive_float, "600", "a number of seconds > 0"),
+    "ALEX_BASH_TIMEOUT_S": ("bash_timeout_s", _positive_float, "120", "a number of seconds > 0"),
+    "ALEX_TOOL_OUTPUT_LIMIT": ("tool_output_limit", _positive_int, "30000", "an integer number of characters"),
+    "ALEX_TOOLS": ("tools", _tools, ",".join(ALL_TOOLS), "tool names separated by commas: " + ", ".join(ALL_TOOLS)),
+    "ALEX_TASK_LEASE_S": ("task_lease_s", _positive_float, "60", "a number of seconds > 0"),
+    "ALEX_EVENT_RETENTION": ("event_retention", _positive_int, "10000", "an integer >= 1"),
+    "ALEX_WORKSPACE_MAX_MB": ("workspace_max_mb", _positive_int, "512", "an integer >= 1"),
+    "ALEX_LOG_LEVEL": ("log_level", str.upper, "INFO", "DEBUG, INFO, WARNING or ERROR"),
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting of the service, typed; built once by `Config.from_env`."""
+
+    env: str
+    openai_api_key: str
+    llm_provider: str
+    llm_model: str
+    base_url: str
+    cors_allowed_origins: tuple[str, ...]
+    data_dir: Path
+    workspace_root: Path
+    redis_url: str
+    sse_heartbeat_s: float
+    sse_buffer: int
+    sse_write_timeout_s: float
+    sse_retry_ms: int
+    max_streams: int
+    max_task_chars: int
+    max_body_bytes: int
+    max_concurrent_tasks: int
+    max_queued_tasks: int
+    max_iterations: int
+    task_timeout_s: float
+    task_max_tokens: int
+    context_tokens: int
+    llm_max_retries: int
+    llm_connect_timeout_s: float
+    llm_read_timeout_s: float
+    llm_call_deadline_s: float
+    bash_timeout_s: float
+    tool_output_limit: int
+    tools: tuple[str, ...]
+    task_lease_s: float
+    event_retention: int
+    workspace_max_mb: int
+    log_level: str
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
+        """Parse settings from `environ` (default: os.environ); raise ConfigError naming a bad variable."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for variable, (attribute, parse, default, accepts) in _SETTINGS.items():
+            raw = environ.get(variable, "").strip() or default
+            try:
+                values[attribute] = parse(raw)
+            except ValueError:
+                raise ConfigError(f"{variable}={raw!r} is not valid: expected {accepts}") from None
+        values.update(overrides)
+        return cls(**_derived(values))
+
+    @property
+    def production(self) -> bool:
+        """True when ALEX_ENV=production."""
+        return self.env == "production"
+
+
+def _derived(values: dict[str, Any]) -> dict[str, Any]:
+    """Fill in defaults that depend on other settings and check cross-setting rules."""
+    if not values["cors_allowed_origins"]:
+        defaults = DEFAULT_CORS_ORIGINS
+        if values["env"] == "production":
+            defaults = tuple(origin for origin in defaults if origin not in LOCALHOST_CORS_ORIGINS)
+        values["cors_allowed_origins"] = defaults
+    if not str(values["workspace_root"]) or str(values["workspace_root"]) == ".":
+        values["workspace_root"] = Path(values["data_dir"]) / "workspaces"
+    if not values["base_url"].startswith(("http://", "https://")):
+        raise ConfigError(f"ALEX_BASE_URL={values['base_url']!r} is not valid: expected an http(s) URL")
+    if values["redis_url"] and not values["redis_url"].startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"REDIS_URL={values['redis_url']!r} is not valid: expected a redis:// URL")
+    if values["log_level"] not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"ALEX_LOG_LEVEL={values['log_level']!r} is not valid: expected DEBUG, INFO, WARNING or ERROR")
+    return values
+
+
+def documented_settings() -> list[tuple[str, str, str]]:
+    """(variable, default, what it accepts) for every setting; used to check .env.example stays complete."""
+    return [(variable, spec[2], spec[3]) for variable, spec in _SETTINGS.items()]
+
+
+def load_dotenv_file(path: str | None = None) -> None:
+    """Load a .env file into os.environ without overriding variables already set (startup only)."""
+    from dotenv import load_dotenv
+
+    load_dotenv(path, override=False)

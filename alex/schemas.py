@@ -1,0 +1,138 @@
+"""marshmallow schemas: request bodies and query strings in, resources out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError, fields, post_dump, pre_load, validate, validates
+
+from alex.ids import ID_PATTERN
+
+_ID = validate.Regexp(ID_PATTERN, error="Must be 1-128 characters of letters, digits, '_' or '-'.")
+TASK_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
+
+
+class StrictSchema(Schema):
+    """Unknown fields are an error (422 with the field named), not silently ignored."""
+
+    class Meta:
+        unknown = RAISE
+
+
+class TaskCreateSchema(StrictSchema):
+    """`POST /api/tasks` body: the task text and, optionally, the session to run it in."""
+
+    task = fields.String(required=True, metadata={"description": "What the agent should do."})
+    session_id = fields.String(validate=_ID, metadata={"description": "Session to continue; new when absent."})
+
+    def __init__(self, max_task_chars: int = 32000, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.max_task_chars = max_task_chars
+
+    @pre_load
+    def drop_empty_session(self, data: Any, **kwargs: Any) -> Any:
+        """Treat `"session_id": ""` or null as absent (a new session), as the Go server did."""
+        if isinstance(data, dict) and data.get("session_id") in ("", None):
+            data = {key: value for key, value in data.items() if key != "session_id"}
+        return data
+
+    @validates("task")
+    def check_task(self, value: str, **kwargs: Any) -> None:
+        """A task is non-blank and at most ALEX_MAX_TASK_CHARS characters."""
+        if not value.strip():
+            raise ValidationError("Must not be empty.")
+        if len(value) > self.max_task_chars:
+            raise ValidationError(f"Must be at most {self.max_task_chars} characters (got {len(value)}).")
+
+
+class PageQuerySchema(StrictSchema):
+    """`limit` (1-100, default 20) and `offset` (default 0) of a listing."""
+
+    limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
+    offset = fields.Integer(load_default=0, validate=validate.Range(0, 10**9))
+
+
+class TaskListQuerySchema(PageQuerySchema):
+    """`GET /api/tasks` filters."""
+
+    session_id = fields.String(validate=_ID)
+    status = fields.String(validate=validate.OneOf(TASK_STATUSES))
+
+
+class SessionListQuerySchema(PageQuerySchema):
+    """`GET /api/sessions`: `detail=1` gives objects instead of ids."""
+
+    detail = fields.Boolean(load_default=False)
+
+
+class StreamQuerySchema(StrictSchema):
+    """`GET /api/sse` query (session_id presence is checked first, with its own error)."""
+
+    session_id = fields.String(required=True, validate=_ID)
+    last_event_id = fields.String(validate=validate.Regexp(r"^\d{1,20}(-\d{1,20})?$", error="Must be an event id."))
+    access_token = fields.String(load_only=True)
+
+
+class UsageSchema(Schema):
+    """Tokens used by a task, as reported by the LLM API."""
+
+    prompt_tokens = fields.Integer()
+    completion_tokens = fields.Integer()
+    total_tokens = fields.Integer()
+
+
+class TaskSchema(Schema):
+    """A task as the API shows it."""
+
+    id = fields.String()
+    session_id = fields.String()
+    task = fields.String()
+    status = fields.String(validate=validate.OneOf(TASK_STATUSES))
+    created_at = fields.String()
+    started_at = fields.String(allow_none=True)
+    finished_at = fields.String(allow_none=True)
+    final_answer = fields.String(allow_none=True)
+    error = fields.String(allow_none=True)
+    iterations = fields.Integer()
+    usage = fields.Nested(UsageSchema)
+
+    @post_dump(pass_original=True)
+    def add_usage(self, data: dict[str, Any], original: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        """Group the token counters of the record under `usage`."""
+        data["usage"] = {key: original.get(key) or 0 for key in ("prompt_tokens", "completion_tokens", "total_tokens")}
+        return data
+
+
+class TaskAcceptedSchema(Schema):
+    """`POST /api/tasks` answer (the Go server's shape)."""
+
+    status = fields.String()
+    session_id = fields.String()
+    task_id = fields.String()
+    message = fields.String()
+
+
+class SessionSummarySchema(Schema):
+    """A session in `GET /api/sessions?detail=1`."""
+
+    id = fields.String()
+    created_at = fields.String()
+    updated_at = fields.String()
+    task_count = fields.Integer()
+    status = fields.String(validate=validate.OneOf(("running", "idle")))
+
+
+class SessionSchema(Schema):
+    """`GET /api/sessions/<id>`: the conversation (OpenAI chat messages) and todos."""
+
+    id = fields.String()
+    messages = fields.List(fields.Dict())
+    todos = fields.List(fields.Dict())
+    created_at = fields.String()
+    updated_at = fields.String()
+
+
+task_schema = TaskSchema()
+tasks_schema = TaskSchema(many=True)
+session_schema = SessionSchema()
+session_summaries_schema = SessionSummarySchema(many=True)

@@ -1,0 +1,59 @@
+"""The long-lived objects of one process (store, bus, broadcaster, publisher, runner), built from Config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+
+from alex.agent.lifecycle import TaskLifecycle
+from alex.agent.runner import TaskRunner, Work
+from alex.config import Config
+from alex.store import build_bus, build_store
+from alex.store.base import Bus, Store
+from alex.streaming.broadcaster import Broadcaster
+from alex.streaming.publisher import Publisher
+
+
+@dataclass
+class Services:
+    """Everything a request or a task needs besides its own data."""
+
+    config: Config
+    store: Store
+    bus: Bus
+    broadcaster: Broadcaster
+    publisher: Publisher
+    lifecycle: TaskLifecycle
+    runner: TaskRunner
+
+    def close(self) -> None:
+        """End streams and tasks, then release the bus and the store (process exit, tests)."""
+        self.broadcaster.close_all()
+        self.runner.shutdown(wait=True)
+        self.bus.close()
+        self.store.close()
+
+
+def build_services(config: Config, work: Work | None = None) -> Services:
+    """Wire the objects together; `work` runs a task (the agent loop unless a test passes its own)."""
+    store = build_store(config)
+    bus = build_bus(config)
+    broadcaster = Broadcaster(config.sse_buffer)
+    bus.start(broadcaster.deliver)
+    publisher = Publisher(store, bus)
+    lifecycle = TaskLifecycle(store, publisher)
+    if work is None:
+        from alex.agent.work import build_agent_work
+
+        work = build_agent_work(config, store, publisher, lifecycle)
+    runner = TaskRunner(
+        lifecycle, work, max_concurrent=config.max_concurrent_tasks, max_queued=config.max_queued_tasks,
+        lease_s=config.task_lease_s,
+    )
+    return Services(config, store, bus, broadcaster, publisher, lifecycle, runner)
+
+
+def services() -> Services:
+    """The services of the current app (inside a request)."""
+    return current_app.extensions["alex"]

@@ -1,0 +1,115 @@
+"""The Store and Bus interfaces: what the rest of alex may ask of persistence and cross-process fan-out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+ACTIVE_STATUSES = ("queued", "running")
+TERMINAL_STATUSES = ("completed", "failed", "cancelled")
+
+
+class StoreError(Exception):
+    """A store operation could not be carried out."""
+
+
+class SessionGone(StoreError):
+    """The session was deleted (or never existed); nothing can be appended to it."""
+
+
+class SessionBusyError(StoreError):
+    """The session already has a queued or running task."""
+
+
+class SessionClosing(StoreError):
+    """The session is being deleted and takes no new tasks."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One entry of a session's event log; `body` is the event's JSON object without its `id`."""
+
+    id: str
+    session_id: str
+    event_type: str
+    body: str
+
+
+class Store(Protocol):
+    """Sessions, their messages and todos, tasks, and each session's append-only event log."""
+
+    def ensure_session(self, session_id: str, owner: str = "") -> bool:
+        """Create the session if unknown; return True when it was created."""
+
+    def get_session(self, session_id: str) -> dict[str, Any] | None:
+        """The session record {id, owner, messages, todos, created_at, updated_at, closing} or None."""
+
+    def list_sessions(self, owner: str | None, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        """Sessions newest first with task_count and status (running/idle), and the total count."""
+
+    def mark_session_closing(self, session_id: str) -> bool:
+        """Refuse new tasks for the session from now on; False when it does not exist."""
+
+    def delete_session(self, session_id: str) -> bool:
+        """Delete the session with its tasks and events; False when it did not exist."""
+
+    def save_messages(self, session_id: str, messages: list[dict[str, Any]]) -> None:
+        """Replace the session's conversation."""
+
+    def save_todos(self, session_id: str, todos: list[dict[str, Any]]) -> None:
+        """Replace the session's todo list."""
+
+    def create_task(self, task: dict[str, Any]) -> None:
+        """Insert a queued task; raise SessionBusyError or SessionClosing or SessionGone."""
+
+    def get_task(self, task_id: str) -> dict[str, Any] | None:
+        """The task record or None."""
+
+    def list_tasks(
+        self, owner: str | None, session_id: str | None, status: str | None, limit: int, offset: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Tasks newest first matching the filters, and the total count."""
+
+    def active_task(self, session_id: str) -> dict[str, Any] | None:
+        """The session's queued or running task, if any."""
+
+    def start_task(self, task_id: str, worker: str, lease_until: float) -> bool:
+        """Move a queued task to running; False when it is no longer queued."""
+
+    def update_task(self, task_id: str, **fields: Any) -> None:
+        """Set progress fields (iterations, usage, lease_until) of a task."""
+
+    def finish_task(self, task_id: str, status: str, **fields: Any) -> bool:
+        """Move an active task to a terminal status; False when it had already ended (exactly-once)."""
+
+    def append_event(self, session_id: str, event_type: str, body: str) -> StoredEvent:
+        """Append to the session's log and return the event with its new id; SessionGone if deleted."""
+
+    def events_after(self, session_id: str, cursor: str, limit: int) -> list[StoredEvent]:
+        """Up to `limit` logged events of the session with ids after `cursor` ("0": from the start)."""
+
+    def latest_event_id(self, session_id: str) -> str | None:
+        """The id of the session's newest logged event, or None."""
+
+    def ping(self) -> None:
+        """Raise StoreError when the store cannot be reached (deep health check)."""
+
+    def close(self) -> None:
+        """Release connections and threads."""
+
+
+Deliver = Callable[[StoredEvent], None]
+
+
+class Bus(Protocol):
+    """Live fan-out of appended events to every process; each process feeds its broadcaster from it."""
+
+    def start(self, deliver: Deliver) -> None:
+        """Begin calling `deliver` for every event published by any process."""
+
+    def publish(self, event: StoredEvent) -> None:
+        """Hand an appended event to every process's `deliver` (this process included)."""
+
+    def close(self) -> None:
+        """Stop delivering."""

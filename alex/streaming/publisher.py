@@ -1,0 +1,37 @@
+"""Domain events in: each is appended to its session's log, then published, under a per-session lock."""
+
+from __future__ import annotations
+
+import threading
+import zlib
+from typing import Any
+
+from alex.clock import now_iso
+from alex.store.base import Bus, Store, StoredEvent
+from alex.streaming.sse import encode_body
+
+_LOCK_STRIPES = 64
+
+
+class Publisher:
+    """The one way events enter alex: log first (for replay), then live fan-out, in id order per session."""
+
+    def __init__(self, store: Store, bus: Bus):
+        self._store = store
+        self._bus = bus
+        # A fixed set of locks striped by session: bounded memory, no per-session cleanup.
+        self._locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
+
+    def publish(
+        self, session_id: str, event_type: str, *, task_id: str | None = None, agent_level: str = "core",
+        **fields: Any,
+    ) -> StoredEvent:
+        """Append the event with the common fields to the log and hand it to the bus; SessionGone if deleted."""
+        body = encode_body(event_type, {
+            "session_id": session_id, "task_id": task_id, "timestamp": now_iso(), "agent_level": agent_level,
+            **fields,
+        })
+        with self._locks[zlib.crc32(session_id.encode()) % _LOCK_STRIPES]:
+            event = self._store.append_event(session_id, event_type, body)
+            self._bus.publish(event)
+        return event
