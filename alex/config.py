@@ -174,7 +174,7 @@ def _derived(values: dict[str, Any]) -> dict[str, Any]:
     if values["redis_url"] and not values["redis_url"].startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(f"REDIS_URL={values['redis_url']!r} is not valid: expected a redis:// URL")
     if values["log_level"] not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ConfigError(f"ALEX_LOG_LEVEL={values['log_level']!r} is not valid: expected DEBUG, INFO, WARNING or ERROR")
+        raise ConfigError(f"ALEX_LOG_LEVEL={values['log_level']!r} is not valid: expected DEBUG, INFO, WARNING, ERROR")
     return values
 
 

@@ -63,7 +63,8 @@ class SessionStream:
             self._broadcaster.unsubscribe(subscriber)
 
     def _connected_frame(self) -> bytes:
-        data = json.dumps({"session_id": self._subscriber.session_id, "last_event_id": self._cursor}, separators=(",", ":"))
+        fields = {"session_id": self._subscriber.session_id, "last_event_id": self._cursor}
+        data = json.dumps(fields, separators=(",", ":"))
         return encode_frame(retry_ms=self._retry_ms) + encode_frame(data, event="connected", event_id=self._cursor)
 
     def _catch_up(self) -> Iterator[bytes]:
