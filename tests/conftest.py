@@ -1,0 +1,93 @@
+"""Shared fixtures: a clean environment, a Config over tmp_path, the app and its test client."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from alex import create_app
+from alex.agent.cancel import CancelToken
+from alex.config import Config
+
+_CLEARED_PREFIXES = ("ALEX_", "OPENAI_")
+_CLEARED_NAMES = ("REDIS_URL", "CORS_ALLOWED_ORIGINS", "PORT", "WEB_CONCURRENCY")
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No setting of the developer's shell or .env leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith(_CLEARED_PREFIXES) or name in _CLEARED_NAMES:
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def make_config(tmp_path):
+    """Build a Config over tmp_path from environment-style settings."""
+
+    def make(**settings: str) -> Config:
+        environ = {"ALEX_DATA_DIR": str(tmp_path / "data"), "ALEX_ENV": "test", **settings}
+        return Config.from_env(environ)
+
+    return make
+
+
+class ControlledWork:
+    """A task body the test steers: each task waits until released or cancelled, then ends accordingly."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.lifecycle = None  # set by the `make_app` fixture
+
+    def __call__(self, task: dict[str, Any], token: CancelToken) -> None:
+        self.started.set()
+        token.on_cancel(self.release.set)
+        if not self.release.wait(30):
+            raise TimeoutError("the test never released the task")
+        if token.cancelled:
+            self.lifecycle.cancel(task, token.reason)
+        else:
+            self.lifecycle.complete(task, "done", total_iterations=0, total_tokens=0, stop_reason="completed",
+                                    duration=0)
+
+
+@pytest.fixture
+def make_app(make_config):
+    """Build apps (closed at teardown); `work` replaces the agent when given."""
+    apps = []
+
+    def make(work=None, **settings: str):
+        app = create_app(make_config(**settings), work=work)
+        if isinstance(work, ControlledWork):
+            work.lifecycle = app.extensions["alex"].lifecycle
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["alex"].close()
+
+
+@pytest.fixture
+def controlled_work() -> Iterator[ControlledWork]:
+    """A ControlledWork released at teardown so no task thread outlives the test."""
+    work = ControlledWork()
+    yield work
+    work.release.set()
+
+
+@pytest.fixture
+def app(make_app, controlled_work):
+    """An app whose tasks are steered by `controlled_work`."""
+    return make_app(work=controlled_work)
+
+
+@pytest.fixture
+def client(app):
+    """Flask's test client for `app`."""
+    return app.test_client()
