@@ -1,0 +1,33 @@
+# One-command setup for a fresh machine: `make run` serves, `make test` checks.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.runtime: requirements.txt setup.cfg | $(BIN)/python
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+$(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@
+
+run: $(VENV)/.runtime  ## install and start the Procfile's web process on the embedded store (port $$PORT, 8080)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+
+lint: $(VENV)/.dev  ## ruff over the whole tree
+	$(BIN)/ruff check .
+
+test: lint  ## lint, then the whole test suite (unit, API, end-to-end with real gunicorn)
+	$(BIN)/pytest -q
+
+bench: $(VENV)/.dev  ## fan-out and task-path benchmarks against a naive baseline
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,28 @@
+"""End-to-end fixtures: real gunicorn servers started from the repository's own config."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.server import GunicornServer
+
+
+@pytest.fixture
+def start_server(tmp_path):
+    """Start gunicorn servers with extra settings; all are stopped at teardown."""
+    servers: list[GunicornServer] = []
+
+    def start(data_dir=None, **settings: str) -> GunicornServer:
+        server = GunicornServer(data_dir or tmp_path / "data", **settings)
+        servers.append(server)
+        return server.wait_ready()
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def server(start_server):
+    """One running server with a 1 s heartbeat."""
+    return start_server(ALEX_SSE_HEARTBEAT_S="1")
