@@ -26,18 +26,19 @@ def free_port() -> int:
 class GunicornServer:
     """A gunicorn process running alex exactly as the Procfile does, with test settings in its env."""
 
-    def __init__(self, data_dir: Path, **settings: str):
+    def __init__(self, data_dir: Path, *extra_args: str, **settings: str):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir.parent / f"gunicorn-{self.port}.log"
         env = {key: value for key, value in os.environ.items() if not key.startswith(("ALEX_", "OPENAI_"))}
         env.pop("REDIS_URL", None)
         env.pop("WEB_CONCURRENCY", None)
+        env.pop("PORT", None)
         env.update({"PORT": str(self.port), "ALEX_DATA_DIR": str(data_dir), "ALEX_ENV": "test", **settings})
         env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"],
+            [str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py", *extra_args, "wsgi:app"],
             cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 
@@ -70,6 +71,10 @@ class GunicornServer:
             with error:
                 raw = error.read()
                 return error.code, dict(error.headers), json.loads(raw) if raw else None
+
+    def wait_exit(self, timeout: float = 20.0) -> int:
+        """Wait for a server that should stop by itself; returns its exit code."""
+        return self.process.wait(timeout)
 
     def log(self) -> str:
         """Everything the server printed so far."""
