@@ -57,3 +57,17 @@ def on_starting(server):
     wanted = worker_connections + 256
     if soft < wanted:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+
+
+def post_worker_init(worker):
+    """On SIGTERM, end SSE streams at once and give running tasks the grace period (see alex/serving.py)."""
+    from alex.serving import install_graceful_shutdown
+
+    install_graceful_shutdown(worker)
+
+
+def worker_exit(server, worker):
+    """Keep the worker alive until its tasks have written their terminal events."""
+    from alex.serving import wait_for_shutdown
+
+    wait_for_shutdown(worker)

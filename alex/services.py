@@ -27,6 +27,11 @@ class Services:
     lifecycle: TaskLifecycle
     runner: TaskRunner
 
+    def shutdown(self, grace_s: float) -> None:
+        """SIGTERM: end every stream now (clients resume elsewhere), give tasks `grace_s`, then stop them."""
+        self.broadcaster.close_all()
+        self.runner.drain(grace_s)
+
     def close(self) -> None:
         """End streams and tasks, then release the bus and the store (process exit, tests)."""
         self.broadcaster.close_all()

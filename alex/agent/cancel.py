@@ -21,18 +21,19 @@ class CancelToken:
         self._lock = threading.Lock()
         self._callbacks: list[Callable[[], None]] = []
         self.reason = ""
+        self.kind = ""  # why: "cancel" (a client or a session delete), "timeout" or "shutdown"
 
     @property
     def cancelled(self) -> bool:
         """True once `cancel` was called."""
         return self._event.is_set()
 
-    def cancel(self, reason: str) -> None:
-        """Set the token (first reason wins) and run the registered callbacks."""
+    def cancel(self, reason: str, kind: str = "cancel") -> None:
+        """Set the token (the first reason and kind win) and run the registered callbacks."""
         with self._lock:
             if self._event.is_set():
                 return
-            self.reason = reason
+            self.reason, self.kind = reason, kind
             self._event.set()
             callbacks = list(self._callbacks)
         for callback in callbacks:

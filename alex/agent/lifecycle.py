@@ -11,6 +11,10 @@ from alex.store.base import SessionGone, Store
 from alex.streaming.publisher import Publisher
 
 log = logging.getLogger(__name__)
+INTERRUPTIONS = {
+    "shutdown": "the server shut down before the task finished; submitting it again is safe",
+    "worker_lost": "the process running the task stopped before it finished; submitting it again is safe",
+}
 
 
 class TaskLifecycle:
@@ -54,6 +58,10 @@ class TaskLifecycle:
         fields = {"iteration": iteration, "phase": phase, "error": error, "recoverable": False, "terminal": True,
                   "retryable": retryable}
         return self._finish(task, "failed", "error", {"error": error}, fields)
+
+    def interrupt(self, task: dict[str, Any], phase: str, iteration: int = 0) -> bool:
+        """End a task stopped through no fault of its own (`shutdown`, `worker_lost`): failed, retryable."""
+        return self.fail(task, INTERRUPTIONS[phase], phase=phase, iteration=iteration, retryable=True)
 
     def _finish(
         self, task: dict[str, Any], status: str, event_type: str, task_fields: dict[str, Any],

@@ -55,10 +55,13 @@ class TaskRunner:
         self._in_use = 0
         self._lock = threading.Lock()
         self._held: dict[str, _Held] = {}
+        self._draining = False
 
     def reserve(self) -> None:
         """Claim a place in the run queue or raise Overloaded (503 with Retry-After)."""
         with self._lock:
+            if self._draining:
+                raise Overloaded("The server is shutting down; retry in a few seconds.", headers={"Retry-After": "5"})
             if self._in_use >= self._capacity:
                 raise Overloaded(
                     "The server is running as many tasks as it can; retry in a few seconds.",
@@ -124,10 +127,31 @@ class TaskRunner:
         except Exception:
             log.exception("could not end task %s", task["id"])
 
-    def shutdown(self, wait: bool = True) -> None:
-        """Cancel every task held here and stop the pool."""
+    def drain(self, grace_s: float, stop_s: float = 5.0) -> None:
+        """Shutdown: refuse new tasks, let running ones finish within `grace_s`, then stop the rest.
+
+        Stopped tasks end with a retryable `error` (phase `shutdown`); a task that does not stop
+        within `stop_s` after its token fired is ended here, so every task gets its terminal event.
+        """
         with self._lock:
-            tokens = [held.token for held in self._held.values()]
-        for token in tokens:
-            token.cancel("server shutting down")
+            self._draining = True
+        self._wait_all(grace_s)
+        for held in self._held_now():
+            held.token.cancel("server shutting down", kind="shutdown")
+        self._wait_all(stop_s)
+        for held in self._held_now():
+            self._lifecycle.interrupt(held.task, "shutdown")
+
+    def _held_now(self) -> list[_Held]:
+        with self._lock:
+            return list(self._held.values())
+
+    def _wait_all(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for held in self._held_now():
+            held.done.wait(max(0.0, deadline - time.monotonic()))
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop every task held here (retryable shutdown error) and stop the pool."""
+        self.drain(0.0)
         self._executor.shutdown(wait=wait)

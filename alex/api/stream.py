@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import socket
 
 from flask import Blueprint, Response, request
 
 from alex.api.inputs import query_args
 from alex.api.owner import current_owner, owned_session
-from alex.errors import AlexError, Overloaded, Unprocessable
+from alex.errors import AlexError, Overloaded, Unavailable, Unprocessable
 from alex.schemas import StreamQuerySchema
 from alex.services import Services, services
 from alex.streaming.cursor import event_id_key, is_valid_event_id
@@ -56,6 +57,8 @@ def _client_cursor(args: dict) -> str | None:
 
 
 def _open_stream(svc: Services, session_id: str, cursor: str | None) -> Response:
+    if svc.broadcaster.shutting_down:
+        raise Unavailable("This server is shutting down; reconnect in a few seconds.", headers={"Retry-After": "3"})
     if svc.broadcaster.count() >= svc.config.max_streams:
         raise Overloaded("This server holds as many streams as it can; retry shortly.", headers={"Retry-After": "5"})
     subscriber = svc.broadcaster.subscribe(session_id, client=current_owner() or (request.remote_addr or ""))
@@ -70,12 +73,19 @@ def _open_stream(svc: Services, session_id: str, cursor: str | None) -> Response
         svc.store, svc.broadcaster, subscriber, cursor,
         heartbeat_s=svc.config.sse_heartbeat_s, retry_ms=svc.config.sse_retry_ms,
     )
-    _set_write_timeout(svc.config.sse_write_timeout_s)
-    return Response(body, mimetype="text/event-stream", headers=SSE_HEADERS)
-
-
-def _set_write_timeout(seconds: float) -> None:
-    """Bound every write to the client: one that stops reading is dropped instead of pinning a greenlet."""
+    response = Response(body, mimetype="text/event-stream", headers=SSE_HEADERS)
     sock = request.environ.get("gunicorn.socket")
     if sock is not None:
-        sock.settimeout(seconds)
+        # Bound every write: a client that stops reading is dropped instead of pinning a greenlet.
+        sock.settimeout(svc.config.sse_write_timeout_s)
+        response.call_on_close(lambda: _end_connection(sock))
+    return response
+
+
+def _end_connection(sock: socket.socket) -> None:
+    """Close the client connection once a stream is over (no keep-alive: a worker shutting down must not
+    wait for idle connections; EventSource reconnects on a new request anyway)."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # the client is already gone

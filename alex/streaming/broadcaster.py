@@ -38,6 +38,7 @@ class Broadcaster:
         self._by_session: dict[str, set[Subscriber]] = {}
         self._count = 0
         self._on_deliver = on_deliver
+        self.shutting_down = False
 
     def subscribe(self, session_id: str, client: str = "") -> Subscriber:
         """Register a stream for `session_id`; its queue receives every event published from now on."""
@@ -91,8 +92,9 @@ class Broadcaster:
         return len(subscribers)
 
     def close_all(self) -> int:
-        """End every stream (shutdown); clients reconnect with Last-Event-ID elsewhere."""
+        """Shutdown: end every stream and refuse new ones; clients reconnect with Last-Event-ID elsewhere."""
         with self._lock:
+            self.shutting_down = True
             subscribers = [s for group in self._by_session.values() for s in group]
         for subscriber in subscribers:
             self._close(subscriber)
