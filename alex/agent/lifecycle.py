@@ -29,10 +29,12 @@ class TaskLifecycle:
         self._store = store
         self._publisher = publisher
 
-    def create(self, session_id: str, task_text: str, owner: str = "") -> dict[str, Any]:
-        """Record a new queued task; raises SessionBusyError, SessionClosing or SessionGone."""
+    def create(
+        self, session_id: str, task_text: str, *, owner: str, worker: str, lease_until: float
+    ) -> dict[str, Any]:
+        """Record a new queued task held by `worker`; raises SessionBusyError, SessionClosing or SessionGone."""
         task = {"id": new_task_id(), "session_id": session_id, "task": task_text, "owner": owner,
-                "created_at": now_iso()}
+                "created_at": now_iso(), "worker": worker, "lease_until": lease_until}
         self._store.create_task(task)
         return task
 
@@ -62,6 +64,23 @@ class TaskLifecycle:
     def interrupt(self, task: dict[str, Any], phase: str, iteration: int = 0) -> bool:
         """End a task stopped through no fault of its own (`shutdown`, `worker_lost`): failed, retryable."""
         return self.fail(task, INTERRUPTIONS[phase], phase=phase, iteration=iteration, retryable=True)
+
+    def renew_leases(self, task_ids: list[str], lease_until: float) -> None:
+        """Tell other processes these tasks are alive until `lease_until`."""
+        if task_ids:
+            self._store.renew_leases(task_ids, lease_until)
+
+    def reap_expired(self, now: float, held: set[str]) -> int:
+        """End active tasks whose lease expired (their process died) with `worker_lost`; returns how many.
+
+        Tasks in `held` belong to this process and are never touched, whatever their lease says.
+        """
+        reaped = 0
+        for task in self._store.expired_tasks(now):
+            if task["id"] not in held and self.interrupt(task, "worker_lost", iteration=task["iterations"]):
+                log.warning("task %s of %s ended: its process stopped renewing its lease", task["id"], task["worker"])
+                reaped += 1
+        return reaped
 
     def _finish(
         self, task: dict[str, Any], status: str, event_type: str, task_fields: dict[str, Any],

@@ -56,8 +56,24 @@ class TaskRunner:
         self._lock = threading.Lock()
         self._held: dict[str, _Held] = {}
         self._draining = False
+        self._stopping = threading.Event()
+        self._lease_keeper = threading.Thread(target=self._keep_leases, name="alex-leases", daemon=True)
+        self._lease_keeper.start()
 
-    def reserve(self) -> None:
+    def accept(self, session_id: str, task_text: str, owner: str) -> dict[str, Any]:
+        """Record a new task and queue it; raises Overloaded when full, or the store's session errors."""
+        self._reserve()
+        try:
+            task = self._lifecycle.create(
+                session_id, task_text, owner=owner, worker=worker_identity(), lease_until=time.time() + self._lease_s
+            )
+        except BaseException:
+            self._release()
+            raise
+        self._submit(task)
+        return task
+
+    def _reserve(self) -> None:
         """Claim a place in the run queue or raise Overloaded (503 with Retry-After)."""
         with self._lock:
             if self._draining:
@@ -69,13 +85,13 @@ class TaskRunner:
                 )
             self._in_use += 1
 
-    def release(self) -> None:
-        """Give back a place claimed by `reserve` that was not used by `submit`."""
+    def _release(self) -> None:
+        """Give back a place claimed by `_reserve` that was not used by `_submit`."""
         with self._lock:
             self._in_use -= 1
 
-    def submit(self, task: dict[str, Any]) -> None:
-        """Run the task on the pool, using the place claimed by `reserve`."""
+    def _submit(self, task: dict[str, Any]) -> None:
+        """Run the task on the pool, using the place claimed by `_reserve`."""
         with self._lock:
             self._held[task["id"]] = _Held(task)
         self._executor.submit(self._run, task["id"])
@@ -151,7 +167,26 @@ class TaskRunner:
         for held in self._held_now():
             held.done.wait(max(0.0, deadline - time.monotonic()))
 
+    def _keep_leases(self) -> None:
+        """Renew the leases of tasks held here and end tasks whose process died, now and every lease/3."""
+        while True:
+            try:
+                held = set(self._held_ids())
+                self._lifecycle.renew_leases(sorted(held), time.time() + self._lease_s)
+                self._lifecycle.reap_expired(time.time(), held)
+            except Exception:
+                log.exception("lease upkeep failed")
+            if self._stopping.wait(self._lease_s / 3):
+                return
+
+    def _held_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._held)
+
     def shutdown(self, wait: bool = True) -> None:
-        """Stop every task held here (retryable shutdown error) and stop the pool."""
+        """Stop every task held here (retryable shutdown error), the lease keeper and the pool."""
         self.drain(0.0)
+        self._stopping.set()
         self._executor.shutdown(wait=wait)
+        if wait:
+            self._lease_keeper.join()

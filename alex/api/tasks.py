@@ -23,16 +23,12 @@ def create_task():
     body = json_body(TaskCreateSchema(svc.config.max_task_chars))
     session_id = body.get("session_id") or new_session_id()
     take_session(session_id)
-    svc.runner.reserve()
     try:
-        task = svc.lifecycle.create(session_id, body["task"], owner=current_owner())
+        task = svc.runner.accept(session_id, body["task"], current_owner())
     except SessionBusyError:
-        svc.runner.release()
         raise SessionBusy("This session is already running a task; wait for it to end or cancel it.") from None
     except (SessionClosing, SessionGone):
-        svc.runner.release()
         raise SessionClosed("This session is being deleted; use another session_id.") from None
-    svc.runner.submit(task)
     answer = {"status": "accepted", "session_id": session_id, "task_id": task["id"],
               "message": "Task accepted; stream its events from /api/sse?session_id=" + session_id}
     return answer, 202, {"Location": url_for("tasks.get_task", task_id=task["id"])}

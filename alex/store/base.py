@@ -61,7 +61,10 @@ class Store(Protocol):
         """Replace the session's todo list."""
 
     def create_task(self, task: dict[str, Any]) -> None:
-        """Insert a queued task; raise SessionBusyError or SessionClosing or SessionGone."""
+        """Insert a queued task {id, session_id, owner, task, created_at, worker, lease_until}.
+
+        Raises SessionBusyError, SessionClosing or SessionGone.
+        """
 
     def get_task(self, task_id: str) -> dict[str, Any] | None:
         """The task record or None."""
@@ -73,6 +76,12 @@ class Store(Protocol):
 
     def active_task(self, session_id: str) -> dict[str, Any] | None:
         """The session's queued or running task, if any."""
+
+    def renew_leases(self, task_ids: list[str], lease_until: float) -> None:
+        """Extend the leases of active tasks this process holds."""
+
+    def expired_tasks(self, now: float) -> list[dict[str, Any]]:
+        """Active tasks whose lease ran out before `now` (their process died)."""
 
     def start_task(self, task_id: str, worker: str, lease_until: float) -> bool:
         """Move a queued task to running; False when it is no longer queued."""

@@ -31,6 +31,7 @@ _TASK_UPDATABLE = {
     "iterations", "prompt_tokens", "completion_tokens", "total_tokens", "final_answer", "error",
     "lease_until", "worker", "finished_at",
 }
+TRIM_EVERY = 256  # a session's log is trimmed to the retention after this many of its own appends
 
 
 def on_store_thread(method: F) -> F:
@@ -50,6 +51,7 @@ class SQLiteStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._event_retention = event_retention
+        self._appends_since_trim: dict[str, int] = {}  # per session; touched only on the store thread
         self._thread = SerialOSThread("alex-sqlite")
         self._connection: sqlite3.Connection | None = None
         self._thread.call(self._connect)
@@ -127,6 +129,7 @@ class SQLiteStore:
             connection.execute("DELETE FROM events WHERE session_id = ?", (session_id,))
             connection.execute("DELETE FROM tasks WHERE session_id = ?", (session_id,))
             cursor = connection.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+        self._appends_since_trim.pop(session_id, None)
         return cursor.rowcount == 1
 
     @on_store_thread
@@ -164,8 +167,10 @@ class SQLiteStore:
             if busy is not None:
                 raise SessionBusyError(task["session_id"])
             connection.execute(
-                "INSERT INTO tasks (id, session_id, owner, task, status, created_at) VALUES (?, ?, ?, ?, 'queued', ?)",
-                (task["id"], task["session_id"], task.get("owner", ""), task["task"], task["created_at"]),
+                "INSERT INTO tasks (id, session_id, owner, task, status, created_at, worker, lease_until)"
+                " VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
+                (task["id"], task["session_id"], task.get("owner", ""), task["task"], task["created_at"],
+                 task.get("worker"), task.get("lease_until")),
             )
             connection.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (now_iso(), task["session_id"]))
 
@@ -198,6 +203,22 @@ class SQLiteStore:
             (session_id,),
         ).fetchone()
         return dict(row) if row is not None else None
+
+    @on_store_thread
+    def renew_leases(self, task_ids: list[str], lease_until: float) -> None:
+        self._connection.executemany(
+            "UPDATE tasks SET lease_until = ? WHERE id = ? AND status IN ('queued', 'running')",
+            [(lease_until, task_id) for task_id in task_ids],
+        )
+
+    @on_store_thread
+    def expired_tasks(self, now: float) -> list[dict[str, Any]]:
+        rows = self._connection.execute(
+            f"SELECT {_TASK_COLUMNS} FROM tasks WHERE status IN ('queued', 'running')"
+            " AND (lease_until IS NULL OR lease_until < ?)",
+            (now,),
+        ).fetchall()
+        return [dict(row) for row in rows]
 
     @on_store_thread
     def start_task(self, task_id: str, worker: str, lease_until: float) -> bool:
@@ -242,10 +263,16 @@ class SQLiteStore:
             )
         except sqlite3.IntegrityError:
             raise SessionGone(session_id) from None
-        event_id = cursor.lastrowid
-        if event_id % 256 == 0:
+        self._trim_if_due(session_id)
+        return StoredEvent(str(cursor.lastrowid), session_id, event_type, body)
+
+    def _trim_if_due(self, session_id: str) -> None:
+        """Trim every TRIM_EVERY appends of this session (ids are global: `id % 256` could skip a session)."""
+        count = self._appends_since_trim.get(session_id, 0) + 1
+        if count >= TRIM_EVERY:
             self._trim_events(session_id)
-        return StoredEvent(str(event_id), session_id, event_type, body)
+            count = 0
+        self._appends_since_trim[session_id] = count
 
     def _trim_events(self, session_id: str) -> None:
         """Keep only the newest `event_retention` events of the session."""
