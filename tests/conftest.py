@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from alex import create_app
 from alex.agent.cancel import CancelToken
 from alex.config import Config
+from tests.sse_parser import Message, SSEParser
 
 _CLEARED_PREFIXES = ("ALEX_", "OPENAI_")
 _CLEARED_NAMES = ("REDIS_URL", "CORS_ALLOWED_ORIGINS", "PORT", "WEB_CONCURRENCY")
@@ -91,3 +93,67 @@ def app(make_app, controlled_work):
 def client(app):
     """Flask's test client for `app`."""
     return app.test_client()
+
+
+class StreamReader:
+    """Reads a test-client SSE response chunk by chunk into the WHATWG parser, with bounded waits.
+
+    Each chunk waits at most ALEX_SSE_HEARTBEAT_S (a heartbeat comes then): give the app a short one.
+    """
+
+    def __init__(self, response):
+        self.response = response
+        self.parser = SSEParser()
+        self.chunks: list[bytes] = []
+        self.ended = False
+        self._body = iter(response.response)
+
+    def read_until(self, predicate: Callable[[list[Message]], bool], timeout: float = 10.0) -> list[Message]:
+        """Read until `predicate(messages)` holds; fail when the stream ends first or after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while not predicate(self.parser.messages):
+            assert not self.ended, "the stream ended before the condition was met"
+            assert time.monotonic() < deadline, "timed out reading the stream"
+            self._read_chunk()
+        return self.parser.messages
+
+    def read_to_end(self, timeout: float = 10.0) -> list[Message]:
+        """Read until the server ends the stream; fail after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while not self.ended:
+            assert time.monotonic() < deadline, "the stream did not end in time"
+            self._read_chunk()
+        return self.parser.messages
+
+    def events(self, event_type: str | None = None) -> list[Message]:
+        """Messages received so far except `connected`, optionally of one type."""
+        return [m for m in self.parser.messages
+                if m.event != "connected" and (event_type is None or m.event == event_type)]
+
+    def _read_chunk(self) -> None:
+        try:
+            chunk = next(self._body)
+        except StopIteration:
+            self.ended = True
+            return
+        self.chunks.append(chunk)
+        self.parser.feed(chunk)
+
+    def close(self) -> None:
+        """Close the response (the server side unsubscribes the stream)."""
+        self.response.close()
+
+
+@pytest.fixture
+def open_stream():
+    """Open `GET /api/sse?<query>` with a test client; every response is closed at teardown."""
+    readers: list[StreamReader] = []
+
+    def open_(client, query: str, headers: dict[str, str] | None = None) -> StreamReader:
+        reader = StreamReader(client.get(f"/api/sse?{query}", headers=headers or {}))
+        readers.append(reader)
+        return reader
+
+    yield open_
+    for reader in readers:
+        reader.close()

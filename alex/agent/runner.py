@@ -23,12 +23,13 @@ Work = Callable[[dict[str, Any], CancelToken], None]
 class _Held:
     """What the runner keeps for a task it was given: the task, its token, whether it started, when done."""
 
-    __slots__ = ("task", "token", "started", "done")
+    __slots__ = ("task", "token", "started", "ended", "done")
 
     def __init__(self, task: dict[str, Any]):
         self.task = task
         self.token = CancelToken()
         self.started = False
+        self.ended = threading.Event()  # terminal state reached (a task cancelled while queued: before `done`)
         self.done = threading.Event()
 
 
@@ -109,13 +110,14 @@ class TaskRunner:
             held.token.cancel(reason)
         if not started:  # still waiting for a pool thread: end it now rather than when one frees up
             self._lifecycle.cancel(held.task, reason)
+            held.ended.set()
         return True
 
     def wait(self, task_id: str, timeout: float) -> bool:
         """Wait until a task held here has ended; True when it has (or is not held here)."""
         with self._lock:
             held = self._held.get(task_id)
-        return True if held is None else held.done.wait(timeout)
+        return True if held is None else held.ended.wait(timeout)
 
     def _run(self, task_id: str) -> None:
         with self._lock:
@@ -134,6 +136,7 @@ class TaskRunner:
             with self._lock:
                 del self._held[task_id]
                 self._in_use -= 1
+            held.ended.set()
             held.done.set()
 
     def _ensure_ended(self, task: dict[str, Any], error: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import werkzeug.exceptions
@@ -18,11 +19,24 @@ def json_body(schema: Schema) -> dict[str, Any]:
         raise UnsupportedMediaType("Send the body as JSON with Content-Type: application/json.")
     try:
         data = request.get_json()
+        _check_encodable(data)
     except werkzeug.exceptions.BadRequest:
         raise BadRequest("The body is not valid JSON.") from None
+    except RecursionError:  # json raises it for deep nesting; Flask only turns ValueError into a 400
+        raise BadRequest("The body's JSON is nested too deeply.") from None
+    except UnicodeEncodeError:
+        raise BadRequest("The body has a lone surrogate escape (\\ud800-\\udfff); send valid Unicode.") from None
     if not isinstance(data, dict):
         raise BadRequest("The body must be a JSON object.")
     return schema.load(data)
+
+
+def _check_encodable(data: Any) -> None:
+    """Raise UnicodeEncodeError when a string in the parsed body cannot be UTF-8 (a lone `\\ud800` escape).
+
+    Such a string would fail later, in the store or when an error message echoes it: a 500 instead of a 400.
+    """
+    json.dumps(data, ensure_ascii=False).encode("utf-8")
 
 
 def query_args(schema: Schema) -> dict[str, Any]:
