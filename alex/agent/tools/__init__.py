@@ -1,0 +1,86 @@
+"""The agent's tools: pick the enabled ones, describe them to the model, and run a call safely."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from alex.agent.cancel import TaskCancelled
+from alex.agent.tools.base import Tool, ToolContext, ToolError, ToolResult, failure
+from alex.agent.tools.bash import BASH
+from alex.agent.tools.files import FILE_EDIT, FILE_READ, FILE_WRITE
+from alex.agent.tools.paths import display_path
+from alex.agent.tools.search import GREP, LIST_FILES
+from alex.agent.tools.todos import TODO_READ, TODO_WRITE
+from alex.agent.tools.validation import argument_problem, drop_null_optionals
+from alex.config import ALL_TOOLS
+
+__all__ = ["Tool", "ToolContext", "ToolError", "ToolResult", "build_tools", "openai_tool_specs", "run_tool"]
+
+log = logging.getLogger(__name__)
+
+_ALL = {tool.name: tool for tool in (BASH, FILE_READ, FILE_WRITE, FILE_EDIT, LIST_FILES, GREP, TODO_READ, TODO_WRITE)}
+
+
+def build_tools(enabled: Sequence[str]) -> dict[str, Tool]:
+    """The enabled tools by name, in the order of ALL_TOOLS; ValueError for a name that is no tool."""
+    unknown = [name for name in enabled if name not in _ALL]
+    if unknown:
+        raise ValueError(f"unknown tool(s): {', '.join(unknown)}; known: {', '.join(ALL_TOOLS)}")
+    return {name: _ALL[name] for name in ALL_TOOLS if name in enabled}
+
+
+def openai_tool_specs(tools: dict[str, Tool]) -> list[dict]:
+    """The `tools` field of a chat-completions request for these tools."""
+    return [
+        {"type": "function", "function": {"name": tool.name, "description": tool.description,
+                                          "parameters": tool.parameters}}
+        for tool in tools.values()
+    ]
+
+
+def _parse_arguments(tool: Tool, raw_arguments: str) -> dict | str:
+    """The call's arguments as a dict, or a sentence saying what is wrong with them."""
+    try:
+        arguments = json.loads(raw_arguments) if raw_arguments.strip() else {}
+    except ValueError as error:
+        return f"the arguments are not valid JSON ({error}); send one JSON object"
+    if not isinstance(arguments, dict):
+        return "the arguments must be a JSON object of named arguments"
+    arguments = drop_null_optionals(tool.parameters, arguments)
+    return argument_problem(tool.parameters, arguments) or arguments
+
+
+def _describe(name: str, error: Exception, ctx: ToolContext) -> str:
+    """What went wrong, for the model; an OSError is told without server paths (workspace-relative name)."""
+    if not isinstance(error, OSError):
+        log.error("tool %s failed", name, exc_info=error)
+        return f"{name} failed unexpectedly: {type(error).__name__}: {error}"
+    reason = error.strerror or str(error)
+    if isinstance(error.filename, str | bytes):
+        reason = f"{reason}: {display_path(ctx.workspace, Path(os.fsdecode(error.filename)))}"
+    return f"{name} failed: {reason}"
+
+
+def run_tool(tools: dict[str, Tool], name: str, raw_arguments: str, ctx: ToolContext) -> ToolResult:
+    """Run one tool call; every failure becomes a result with `error` set. Raises only TaskCancelled."""
+    ctx.token.raise_if_cancelled()
+    tool = tools.get(name)
+    if tool is None:
+        return failure(f"there is no tool named {name!r}; available tools: {', '.join(tools) or 'none'}")
+    arguments = _parse_arguments(tool, raw_arguments or "")
+    if isinstance(arguments, str):
+        return failure(f"{name}: {arguments}")
+    try:
+        return tool.run(arguments, ctx)
+    except TaskCancelled:
+        raise
+    except ToolError as error:
+        return failure(str(error))
+    except Exception as error:
+        if ctx.token.cancelled:  # e.g. the session was deleted under the tool: the task ends, not the tool
+            raise TaskCancelled(ctx.token.reason) from error
+        return failure(_describe(name, error, ctx))
