@@ -1,0 +1,43 @@
+"""Keeping a conversation inside ALEX_CONTEXT_TOKENS: old tool outputs shrink first, then old turns go."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+TRUNCATED_NOTE = "[earlier tool output removed to fit the context window]"
+KEEP_RECENT_TOOL_OUTPUTS = 2
+
+
+def estimate_tokens(messages: list[dict[str, Any]]) -> int:
+    """A rough token count (4 characters per token) used only to decide what to trim."""
+    return sum(len(json.dumps(message, ensure_ascii=False)) for message in messages) // 4
+
+
+def fit_context(messages: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
+    """A copy of `messages` (system prompt first) whose estimate is within `budget` when possible.
+
+    Old tool outputs are replaced by a note, oldest first, keeping the newest few; if that is not
+    enough, whole old turns (a user message and everything up to the next one) are dropped, so a
+    tool call is never separated from its result. The system prompt and the current turn stay.
+    """
+    fitted = [dict(message) for message in messages]
+    if estimate_tokens(fitted) <= budget:
+        return fitted
+    tool_indexes = [i for i, message in enumerate(fitted) if message.get("role") == "tool"]
+    for index in tool_indexes[:-KEEP_RECENT_TOOL_OUTPUTS] if len(tool_indexes) > KEEP_RECENT_TOOL_OUTPUTS else []:
+        fitted[index]["content"] = TRUNCATED_NOTE
+        if estimate_tokens(fitted) <= budget:
+            return fitted
+    return _drop_old_turns(fitted, budget)
+
+
+def _drop_old_turns(messages: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
+    system = [m for m in messages[:1] if m.get("role") == "system"]
+    rest = messages[len(system):]
+    turn_starts = [i for i, message in enumerate(rest) if message.get("role") == "user"]
+    for start in turn_starts[1:]:
+        candidate = system + rest[start:]
+        if estimate_tokens(candidate) <= budget:
+            return candidate
+    return system + rest[turn_starts[-1]:] if turn_starts else messages

@@ -1,0 +1,191 @@
+"""The ReAct loop: analyse the task, then stream completions and run tools until an answer or a limit."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any
+
+from alex.agent.llm import Completion, LLMCancelled, LLMClient, LLMError, RetryNotice
+from alex.agent.tools import Tool, ToolContext, openai_tool_specs, run_tool
+
+from alex.agent.cancel import CancelToken, TaskCancelled
+from alex.agent.context import fit_context
+from alex.agent.lifecycle import TaskLifecycle
+from alex.agent.prompts import ANALYSIS_PROMPT, SYSTEM_PROMPT
+from alex.agent.run_state import Run
+from alex.config import Config
+from alex.store.base import SessionGone, Store
+from alex.streaming.publisher import Publisher
+from alex.workspace import workspace_dir
+
+log = logging.getLogger(__name__)
+
+
+class IterationLimit(Exception):
+    """The task used ALEX_MAX_ITERATIONS iterations without a final answer."""
+
+
+class TokenBudgetExceeded(Exception):
+    """The task used more than ALEX_TASK_MAX_TOKENS tokens."""
+
+
+class AgentLoop:
+    """Runs one task to exactly one terminal event; every limit and fault is caught in `__call__`."""
+
+    def __init__(
+        self, config: Config, store: Store, publisher: Publisher, lifecycle: TaskLifecycle, llm: LLMClient,
+        tools: dict[str, Tool],
+    ):
+        self._config = config
+        self._store = store
+        self._publisher = publisher
+        self._lifecycle = lifecycle
+        self._llm = llm
+        self._tools = tools
+        self._tool_specs = openai_tool_specs(tools)
+
+    def __call__(self, task: dict[str, Any], token: CancelToken) -> None:
+        """Run the task; end it with task_complete, task_cancelled or a terminal error."""
+        run = Run(task, token, self._publisher)
+        timer = threading.Timer(self._config.task_timeout_s, run.time_out)
+        timer.daemon = True
+        timer.start()
+        try:
+            self._run(run)
+        except (TaskCancelled, LLMCancelled):
+            self._end_cancelled(run)
+        except IterationLimit:
+            self._complete(run, run.last_content or "Stopped at the iteration limit.", "max_iterations")
+        except TokenBudgetExceeded:
+            self._complete(run, run.last_content or "Stopped at the token limit.", "max_tokens")
+        except LLMError as error:
+            self._lifecycle.fail(task, error.message, phase="llm", iteration=run.iteration)
+        except SessionGone:
+            log.info("session of task %s was deleted while it ran", task["id"])
+        finally:
+            timer.cancel()
+
+    def _run(self, run: Run) -> None:
+        action_name, goal = self._analyse(run)
+        run.emit("task_analysis", action_name=action_name, goal=goal)
+        conversation = self._store.get_session(run.task["session_id"])["messages"]
+        conversation.append({"role": "user", "content": run.task["task"]})
+        self._store.save_messages(run.task["session_id"], conversation)
+        answer = self._iterate(run, conversation)
+        self._complete(run, answer, "completed")
+
+    def _analyse(self, run: Run) -> tuple[str, str]:
+        """Ask the model for an action name and goal; fall back to the task text when that fails."""
+        messages = [{"role": "system", "content": ANALYSIS_PROMPT}, {"role": "user", "content": run.task["task"]}]
+        try:
+            reply = self._llm.complete(messages, token=run.token, max_tokens=200, json_object=True)
+            parsed = json.loads(reply.content)
+            run.add_usage(reply.usage)
+            return str(parsed["action_name"])[:80], str(parsed["goal"])[:500]
+        except (LLMError, ValueError, KeyError, TypeError):
+            words = run.task["task"].split()
+            return " ".join(words[:4])[:80], run.task["task"][:500]
+
+    def _iterate(self, run: Run, conversation: list[dict[str, Any]]) -> str:
+        """Stream completions and run tools until the model answers without tools."""
+        while run.iteration < self._config.max_iterations:
+            run.iteration += 1
+            run.token.raise_if_cancelled()
+            run.emit("iteration_start", iteration=run.iteration, total_iters=self._config.max_iterations)
+            completion = self._think(run, conversation)
+            conversation.append(_assistant_message(completion))
+            tools_run = [self._call_tool(run, call, conversation) for call in completion.tool_calls]
+            self._store.save_messages(run.task["session_id"], conversation)
+            tokens = completion.usage.total_tokens if completion.usage else 0
+            run.emit("iteration_complete", iteration=run.iteration, tokens_used=tokens, tools_run=len(tools_run))
+            self._store.update_task(run.task["id"], iterations=run.iteration, **run.usage_fields())
+            if not completion.tool_calls:
+                return completion.content
+            if run.total_tokens > self._config.task_max_tokens:
+                raise TokenBudgetExceeded
+        raise IterationLimit
+
+    def _think(self, run: Run, conversation: list[dict[str, Any]]) -> Completion:
+        messages = fit_context([{"role": "system", "content": SYSTEM_PROMPT}, *conversation],
+                               self._config.context_tokens)
+        run.emit("thinking", iteration=run.iteration, message_count=len(messages))
+        completion = self._llm.stream(
+            messages, self._tool_specs, token=run.token,
+            on_text=lambda delta: run.emit("think_delta", iteration=run.iteration, delta=delta),
+            on_retry=lambda notice: self._report_retry(run, notice),
+        )
+        run.add_usage(completion.usage)
+        run.last_content = completion.content or run.last_content
+        run.emit("think_complete", iteration=run.iteration, content=completion.content,
+                 tool_call_count=len(completion.tool_calls))
+        return completion
+
+    def _report_retry(self, run: Run, notice: RetryNotice) -> None:
+        note = " (the partial reply above is discarded)" if notice.discarded_text else ""
+        message = f"{notice.reason}; retrying in {notice.wait_s:.1f} s (attempt {notice.attempt}){note}"
+        run.emit("error", iteration=run.iteration, phase="llm", error=message, recoverable=True, terminal=False,
+                 retryable=False)
+
+    def _call_tool(self, run: Run, call: Any, conversation: list[dict[str, Any]]) -> dict[str, Any]:
+        run.token.raise_if_cancelled()
+        run.emit("tool_call_start", iteration=run.iteration, call_id=call.id, tool_name=call.name,
+                 arguments=_parsed_arguments(call.arguments))
+        started = time.monotonic()
+        context = self._tool_context(run, call)
+        result = run_tool(self._tools, call.name, call.arguments, context)
+        run.emit("tool_call_complete", call_id=call.id, tool_name=call.name, result=result["output"],
+                 error=result["error"], duration=round((time.monotonic() - started) * 1000))
+        conversation.append({"role": "tool", "tool_call_id": call.id, "content": _tool_message(result)})
+        return result
+
+    def _tool_context(self, run: Run, call: Any) -> ToolContext:
+        def emit_output(chunk: str, stream: str) -> None:
+            run.emit("tool_call_stream", call_id=call.id, tool_name=call.name, chunk=chunk, stream=stream)
+
+        return ToolContext(
+            session_id=run.task["session_id"],
+            workspace=workspace_dir(self._config.workspace_root, run.task["session_id"], create=True),
+            token=run.token, emit_output=emit_output, store=self._store,
+            bash_timeout_s=self._config.bash_timeout_s, output_limit=self._config.tool_output_limit,
+            workspace_max_bytes=self._config.workspace_max_mb * 1024 * 1024,
+        )
+
+    def _complete(self, run: Run, answer: str, stop_reason: str) -> None:
+        self._lifecycle.complete(run.task, answer, total_iterations=run.iteration, total_tokens=run.total_tokens,
+                                 stop_reason=stop_reason, duration=run.elapsed_ms())
+
+    def _end_cancelled(self, run: Run) -> None:
+        """The terminal event of a stopped task depends on who stopped it."""
+        if run.token.kind == "timeout":
+            error = f"the task ran longer than ALEX_TASK_TIMEOUT_S ({self._config.task_timeout_s:g} s)"
+            self._lifecycle.fail(run.task, error, phase="internal", iteration=run.iteration)
+        elif run.token.kind == "shutdown":
+            self._lifecycle.interrupt(run.task, "shutdown", iteration=run.iteration)
+        else:
+            self._lifecycle.cancel(run.task, run.token.reason or "cancelled")
+
+
+def _assistant_message(completion: Completion) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": completion.content or None}
+    if completion.tool_calls:
+        message["tool_calls"] = [
+            {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+            for call in completion.tool_calls
+        ]
+    return message
+
+
+def _parsed_arguments(raw: str) -> Any:
+    try:
+        return json.loads(raw) if raw else {}
+    except ValueError:
+        return raw
+
+
+def _tool_message(result: dict[str, Any]) -> str:
+    if result["error"]:
+        return f"ERROR: {result['error']}\n{result['output']}".rstrip()
+    return result["output"]
