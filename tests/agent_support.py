@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from tests.fakes.openai_server import TEST_KEY, FakeOpenAI, json_reply
+from tests.fakes.openai_server import TEST_KEY, FakeOpenAI, json_reply, text, tool_calls
 
 TERMINAL = ("task_complete", "task_cancelled")
 
@@ -95,3 +95,13 @@ def wait_for_event(app, session_id: str, event_type: str, timeout: float = 10.0)
                 return json.loads(event.body)
         time.sleep(0.02)  # bounded poll of the log
     raise AssertionError(f"no {event_type} event within {timeout} s")
+
+
+def echo_agent_reply(request: Any) -> Any:
+    """A model for concurrent tasks: analysis, then `bash echo <task text>`, then an answer quoting its output."""
+    if not request.streaming:
+        return analysis()
+    last = request.body["messages"][-1]
+    if last["role"] == "tool":
+        return text(f"The command printed: {last['content'].strip()}")
+    return tool_calls(("bash", {"command": f"echo '{last['content']}'"}))

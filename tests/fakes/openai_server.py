@@ -30,6 +30,7 @@ from tests.fakes.openai_steps import (  # noqa: F401  (re-exported: tests import
     json_reply,
     raw,
     redirect,
+    routed,
     slow_stream,
     sse,
     stall,

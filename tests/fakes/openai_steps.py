@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -249,3 +250,18 @@ def drop_connection() -> NoAnswer:
 def stall() -> NoAnswer:
     """No status line, no headers: the request waits until the fake closes (for cancel and read-timeout tests)."""
     return NoAnswer(wait=True)
+
+
+@dataclass
+class Routed:
+    """A step whose reply is chosen from the request (concurrent tasks' requests arrive in any order)."""
+
+    choose: Callable[[Any], Step]
+
+    def respond(self, exchange: Exchange) -> None:
+        self.choose(exchange.request).respond(exchange)
+
+
+def routed(choose: Callable[[Any], Step]) -> Routed:
+    """A step that answers with `choose(recorded_request)`."""
+    return Routed(choose)
