@@ -48,26 +48,27 @@ class SSEParser:
             self._seen_bom = True
             text = text.removeprefix("\ufeff")
         self._buffer += text
+        position = 0
         while True:
-            line, sep, rest = self._split_line(self._buffer)
-            if not sep:
+            line, next_position = self._next_line(self._buffer, position)
+            if next_position is None:
                 break
-            self._buffer = rest
             self._line(line)
+            position = next_position
+        self._buffer = self._buffer[position:]
         return self.messages[before:]
 
     @staticmethod
-    def _split_line(buffer: str) -> tuple[str, str, str]:
-        for index, char in enumerate(buffer):
-            if char == "\n":
-                return buffer[:index], "\n", buffer[index + 1:]
-            if char == "\r":
-                if index + 1 == len(buffer):
-                    return "", "", buffer  # could be CRLF: wait for the next byte
-                if buffer[index + 1] == "\n":
-                    return buffer[:index], "\r\n", buffer[index + 2:]
-                return buffer[:index], "\r", buffer[index + 1:]
-        return "", "", buffer
+    def _next_line(buffer: str, start: int) -> tuple[str, int | None]:
+        """The line starting at `start` and where the next begins (None: no complete line yet)."""
+        cr, lf = buffer.find("\r", start), buffer.find("\n", start)
+        if cr == -1 and lf == -1:
+            return "", None
+        if cr == -1 or (lf != -1 and lf < cr):
+            return buffer[start:lf], lf + 1
+        if cr + 1 == len(buffer):
+            return "", None  # could be CRLF: wait for the next character
+        return buffer[start:cr], cr + (2 if buffer[cr + 1] == "\n" else 1)
 
     def _line(self, line: str) -> None:
         if line == "":
