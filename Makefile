@@ -21,7 +21,7 @@ run: $(VENV)/.runtime  ## install and start the Procfile's web process on the em
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
 lint: $(VENV)/.dev  ## ruff over the whole tree
-	$(BIN)/ruff check .
+	$(BIN)/ruff check --no-cache .
 
 test: lint  ## lint, then the whole test suite (unit, API, end-to-end with real gunicorn)
 	$(BIN)/pytest -q

@@ -8,14 +8,13 @@ import threading
 import time
 from typing import Any
 
-from alex.agent.llm import Completion, LLMCancelled, LLMClient, LLMError, RetryNotice
-from alex.agent.tools import Tool, ToolContext, openai_tool_specs, run_tool
-
 from alex.agent.cancel import CancelToken, TaskCancelled
 from alex.agent.context import fit_context
 from alex.agent.lifecycle import TaskLifecycle
+from alex.agent.llm import Completion, LLMCancelled, LLMClient, LLMError, RetryNotice
 from alex.agent.prompts import ANALYSIS_PROMPT, SYSTEM_PROMPT
 from alex.agent.run_state import Run
+from alex.agent.tools import Tool, ToolContext, openai_tool_specs, run_tool
 from alex.config import Config
 from alex.store.base import SessionGone, Store
 from alex.streaming.publisher import Publisher
