@@ -1,4 +1,4 @@
-"""Validation against the recorded OpenAI chat-completions schema (../shared/openai-chat-spec/)."""
+"""Validation against the recorded OpenAI chat-completions schema (a verbatim copy in tests/fakes/openai_chat_spec/)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-SPEC_DIR = Path(__file__).resolve().parents[3] / "shared" / "openai-chat-spec"
+SPEC_DIR = Path(__file__).resolve().parent / "openai_chat_spec"  # copied from the team's shared/openai-chat-spec
 FIXTURES_DIR = SPEC_DIR / "fixtures"
 
 
