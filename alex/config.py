@@ -99,6 +99,13 @@ _SETTINGS: dict[str, tuple[str, Callable[[str], Any], str, str]] = {
     "ALEX_EVENT_RETENTION": ("event_retention", _positive_int, "10000", "an integer >= 1"),
     "ALEX_WORKSPACE_MAX_MB": ("workspace_max_mb", _positive_int, "512", "an integer >= 1"),
     "ALEX_LOG_LEVEL": ("log_level", str.upper, "INFO", "DEBUG, INFO, WARNING or ERROR"),
+    "ALEX_API_KEYS": ("api_keys", _origins, "", "API keys separated by commas (plain, or sha256:<hex digest>)"),
+    "ALEX_ALLOW_ANONYMOUS": ("allow_anonymous", _bool, "0", "1 or 0 (production without ALEX_API_KEYS)"),
+    "ALEX_SECRET_KEY": ("secret_key", str, "", "a long random string (signs stream tokens; random per start if unset)"),
+    "ALEX_STREAM_TOKEN_TTL_S": ("stream_token_ttl_s", _positive_int, "300", "an integer number of seconds"),
+    "ALEX_TRUSTED_PROXY_HOPS": ("trusted_proxy_hops", _non_negative_int, "0", "an integer >= 0 (proxies in front)"),
+    "ALEX_RATE_LIMIT": ("rate_limit", str, "30/minute", "a limit like 30/minute, 5/second; empty for none"),
+    "ALEX_MAX_STREAMS_PER_CLIENT": ("max_streams_per_client", _positive_int, "20", "an integer >= 1"),
 }
 
 
@@ -139,6 +146,13 @@ class Config:
     event_retention: int
     workspace_max_mb: int
     log_level: str
+    api_keys: tuple[str, ...]
+    allow_anonymous: bool
+    secret_key: str
+    stream_token_ttl_s: int
+    trusted_proxy_hops: int
+    rate_limit: str
+    max_streams_per_client: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
