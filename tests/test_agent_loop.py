@@ -163,3 +163,29 @@ def test_todos_written_by_the_agent_show_in_the_session(agent_app, fake_openai):
     client = agent_app.test_client()
     run_task(agent_app, client, "plan it", "todos")
     assert client.get("/api/sessions/todos").get_json()["todos"] == todos
+
+
+def test_context_overflow_compacts_old_tool_output_and_retries_once(make_app, fake_openai):
+    app = make_app(**agent_settings(fake_openai, ALEX_CONTEXT_TOKENS="3000"))
+    big = "y" * 4000
+    fake_openai.script(
+        analysis(),
+        tool_calls(("bash", {"command": f"echo {big}"})),
+        tool_calls(("bash", {"command": f"echo {big}"})),
+        tool_calls(("bash", {"command": f"echo {big}"})),
+        error(400, "This model's maximum context length is 8192 tokens.", code="context_length_exceeded"),
+        text("Done after compaction."),
+    )
+    run = run_task(app, app.test_client(), "produce lots of output", "overflow")
+    notices = [e for e in run.of("error") if not e["terminal"]]
+    assert len(notices) == 1 and "context" in notices[0]["error"]
+    retried = fake_openai.requests[-1].body["messages"]
+    assert sum(len(m.get("content") or "") for m in retried) < 6000, "the retry sent a compacted conversation"
+    assert run.terminal["final_answer"] == "Done after compaction."
+
+
+def test_context_overflow_twice_ends_the_task(agent_app, fake_openai):
+    overflow = error(400, "maximum context length exceeded", code="context_length_exceeded")
+    fake_openai.script(analysis(), overflow, error(400, "still too long", code="context_length_exceeded"))
+    run = run_task(agent_app, agent_app.test_client(), "hopeless", "overflow-twice")
+    assert run.terminal["event_type"] == "error" and "still too long" in run.terminal["error"]

@@ -19,17 +19,28 @@ def fit_context(messages: list[dict[str, Any]], budget: int) -> list[dict[str, A
 
     Old tool outputs are replaced by a note, oldest first, keeping the newest few; if that is not
     enough, whole old turns (a user message and everything up to the next one) are dropped, so a
-    tool call is never separated from its result. The system prompt and the current turn stay.
+    tool call is never separated from its result; last, the newest tool outputs are shortened too.
+    The system prompt and the current turn stay: when even that is over budget, it is sent as is.
     """
     fitted = [dict(message) for message in messages]
     if estimate_tokens(fitted) <= budget:
         return fitted
-    tool_indexes = [i for i, message in enumerate(fitted) if message.get("role") == "tool"]
-    for index in tool_indexes[:-KEEP_RECENT_TOOL_OUTPUTS] if len(tool_indexes) > KEEP_RECENT_TOOL_OUTPUTS else []:
-        fitted[index]["content"] = TRUNCATED_NOTE
-        if estimate_tokens(fitted) <= budget:
-            return fitted
-    return _drop_old_turns(fitted, budget)
+    if _truncate_tool_outputs(fitted, budget, keep=KEEP_RECENT_TOOL_OUTPUTS):
+        return fitted
+    fitted = _drop_old_turns(fitted, budget)
+    if estimate_tokens(fitted) > budget:
+        _truncate_tool_outputs(fitted, budget, keep=0)
+    return fitted
+
+
+def _truncate_tool_outputs(messages: list[dict[str, Any]], budget: int, keep: int) -> bool:
+    """Replace tool outputs by a note, oldest first, sparing the newest `keep`; True once within budget."""
+    tool_indexes = [i for i, message in enumerate(messages) if message.get("role") == "tool"]
+    for index in tool_indexes[: max(0, len(tool_indexes) - keep)]:
+        messages[index]["content"] = TRUNCATED_NOTE
+        if estimate_tokens(messages) <= budget:
+            return True
+    return False
 
 
 def _drop_old_turns(messages: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:

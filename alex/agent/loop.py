@@ -108,19 +108,31 @@ class AgentLoop:
         raise IterationLimit
 
     def _think(self, run: Run, conversation: list[dict[str, Any]]) -> Completion:
-        messages = fit_context([{"role": "system", "content": SYSTEM_PROMPT}, *conversation],
-                               self._config.context_tokens)
-        run.emit("thinking", iteration=run.iteration, message_count=len(messages))
-        completion = self._llm.stream(
-            messages, self._tool_specs, token=run.token,
-            on_text=lambda delta: run.emit("think_delta", iteration=run.iteration, delta=delta),
-            on_retry=lambda notice: self._report_retry(run, notice),
-        )
+        """One streamed completion; when the API says the context is too long, compact to half and retry once."""
+        budget = self._config.context_tokens
+        try:
+            completion = self._stream_completion(run, conversation, budget)
+        except LLMError as error:
+            if error.code != "context_length_exceeded":
+                raise
+            run.emit("error", iteration=run.iteration, phase="llm", recoverable=True, terminal=False, retryable=False,
+                     error="the conversation is longer than the model's context; older tool output and turns are "
+                           "left out and the call is retried")
+            completion = self._stream_completion(run, conversation, budget // 2)
         run.add_usage(completion.usage)
         run.last_content = completion.content or run.last_content
         run.emit("think_complete", iteration=run.iteration, content=completion.content,
                  tool_call_count=len(completion.tool_calls))
         return completion
+
+    def _stream_completion(self, run: Run, conversation: list[dict[str, Any]], budget: int) -> Completion:
+        messages = fit_context([{"role": "system", "content": SYSTEM_PROMPT}, *conversation], budget)
+        run.emit("thinking", iteration=run.iteration, message_count=len(messages))
+        return self._llm.stream(
+            messages, self._tool_specs, token=run.token,
+            on_text=lambda delta: run.emit("think_delta", iteration=run.iteration, delta=delta),
+            on_retry=lambda notice: self._report_retry(run, notice),
+        )
 
     def _report_retry(self, run: Run, notice: RetryNotice) -> None:
         note = " (the partial reply above is discarded)" if notice.discarded_text else ""
