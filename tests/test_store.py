@@ -10,7 +10,8 @@ import pytest
 
 from alex.clock import now_iso
 from alex.store.base import SessionBusyError, SessionClosing, SessionGone
-from alex.store.sqlite import TRIM_EVERY, SQLiteStore
+from alex.store.sqlite import SQLiteStore
+from alex.store.sqlite_events import TRIM_EVERY
 
 
 @pytest.fixture

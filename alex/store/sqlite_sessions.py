@@ -1,0 +1,83 @@
+"""SQLite store, sessions: creation on first use, listing, messages and todos, deletion."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from alex.clock import now_iso
+from alex.store.base import SessionGone
+from alex.store.sqlite_thread import on_store_thread
+
+
+class SQLiteSessions:
+    """The session methods of SQLiteStore (needs `_connection`, `_transaction`, `_thread`)."""
+
+    @on_store_thread
+    def ensure_session(self, session_id: str, owner: str = "") -> bool:
+        now = now_iso()
+        cursor = self._connection.execute(
+            "INSERT OR IGNORE INTO sessions (id, owner, created_at, updated_at) VALUES (?, ?, ?, ?)",
+            (session_id, owner, now, now),
+        )
+        return cursor.rowcount == 1
+
+    @on_store_thread
+    def get_session(self, session_id: str) -> dict[str, Any] | None:
+        row = self._connection.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        if row is None:
+            return None
+        session = dict(row)
+        session["messages"] = json.loads(session["messages"])
+        session["todos"] = json.loads(session["todos"])
+        session["closing"] = bool(session["closing"])
+        return session
+
+    @on_store_thread
+    def list_sessions(self, owner: str | None, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        where, params = ("WHERE s.owner = ?", [owner]) if owner is not None else ("", [])
+        total = self._connection.execute(f"SELECT COUNT(*) FROM sessions s {where}", params).fetchone()[0]
+        rows = self._connection.execute(
+            f"""SELECT s.id, s.created_at, s.updated_at,
+                   (SELECT COUNT(*) FROM tasks t WHERE t.session_id = s.id) AS task_count,
+                   EXISTS (SELECT 1 FROM tasks t WHERE t.session_id = s.id
+                           AND t.status IN ('queued', 'running')) AS busy
+                FROM sessions s {where} ORDER BY s.created_at DESC, s.rowid DESC LIMIT ? OFFSET ?""",
+            [*params, limit, offset],
+        ).fetchall()
+        sessions = [
+            {"id": r["id"], "created_at": r["created_at"], "updated_at": r["updated_at"],
+             "task_count": r["task_count"], "status": "running" if r["busy"] else "idle"}
+            for r in rows
+        ]
+        return sessions, total
+
+    @on_store_thread
+    def mark_session_closing(self, session_id: str) -> bool:
+        cursor = self._connection.execute("UPDATE sessions SET closing = 1 WHERE id = ?", (session_id,))
+        return cursor.rowcount == 1
+
+    @on_store_thread
+    def delete_session(self, session_id: str) -> bool:
+        with self._transaction() as connection:
+            connection.execute("DELETE FROM events WHERE session_id = ?", (session_id,))
+            connection.execute("DELETE FROM tasks WHERE session_id = ?", (session_id,))
+            cursor = connection.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+        self._appends_since_trim.pop(session_id, None)
+        return cursor.rowcount == 1
+
+    @on_store_thread
+    def save_messages(self, session_id: str, messages: list[dict[str, Any]]) -> None:
+        self._update_session_json(session_id, "messages", messages)
+
+    @on_store_thread
+    def save_todos(self, session_id: str, todos: list[dict[str, Any]]) -> None:
+        self._update_session_json(session_id, "todos", todos)
+
+    def _update_session_json(self, session_id: str, column: str, value: Any) -> None:
+        cursor = self._connection.execute(
+            f"UPDATE sessions SET {column} = ?, updated_at = ? WHERE id = ?",
+            (json.dumps(value, ensure_ascii=False), now_iso(), session_id),
+        )
+        if cursor.rowcount != 1:
+            raise SessionGone(session_id)

@@ -1,0 +1,125 @@
+"""SQLite store, tasks: creation (one active task per session), listing, state changes, leases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alex.clock import now_iso
+from alex.store.base import ACTIVE_STATUSES, SessionBusyError, SessionClosing, SessionGone, StoreError
+from alex.store.sqlite_thread import on_store_thread
+
+_TASK_COLUMNS = (
+    "id, session_id, owner, task, status, created_at, started_at, finished_at, final_answer, error,"
+    " iterations, prompt_tokens, completion_tokens, total_tokens, worker, lease_until"
+)
+_TASK_UPDATABLE = {
+    "iterations", "prompt_tokens", "completion_tokens", "total_tokens", "final_answer", "error",
+    "lease_until", "worker", "finished_at",
+}
+
+
+class SQLiteTasks:
+    """The task methods of SQLiteStore (needs `_connection`, `_transaction`, `_thread`)."""
+
+    @on_store_thread
+    def create_task(self, task: dict[str, Any]) -> None:
+        with self._transaction() as connection:
+            session = connection.execute(
+                "SELECT closing FROM sessions WHERE id = ?", (task["session_id"],)
+            ).fetchone()
+            if session is None:
+                raise SessionGone(task["session_id"])
+            if session["closing"]:
+                raise SessionClosing(task["session_id"])
+            busy = connection.execute(
+                "SELECT 1 FROM tasks WHERE session_id = ? AND status IN ('queued', 'running')",
+                (task["session_id"],),
+            ).fetchone()
+            if busy is not None:
+                raise SessionBusyError(task["session_id"])
+            connection.execute(
+                "INSERT INTO tasks (id, session_id, owner, task, status, created_at, worker, lease_until)"
+                " VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
+                (task["id"], task["session_id"], task.get("owner", ""), task["task"], task["created_at"],
+                 task.get("worker"), task.get("lease_until")),
+            )
+            connection.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (now_iso(), task["session_id"]))
+
+    @on_store_thread
+    def get_task(self, task_id: str) -> dict[str, Any] | None:
+        row = self._connection.execute(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        return dict(row) if row is not None else None
+
+    @on_store_thread
+    def list_tasks(
+        self, owner: str | None, session_id: str | None, status: str | None, limit: int, offset: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        clauses, params = [], []
+        for column, value in (("owner", owner), ("session_id", session_id), ("status", status)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        total = self._connection.execute(f"SELECT COUNT(*) FROM tasks {where}", params).fetchone()[0]
+        rows = self._connection.execute(
+            f"SELECT {_TASK_COLUMNS} FROM tasks {where} ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        ).fetchall()
+        return [dict(row) for row in rows], total
+
+    @on_store_thread
+    def active_task(self, session_id: str) -> dict[str, Any] | None:
+        row = self._connection.execute(
+            f"SELECT {_TASK_COLUMNS} FROM tasks WHERE session_id = ? AND status IN ('queued', 'running')",
+            (session_id,),
+        ).fetchone()
+        return dict(row) if row is not None else None
+
+    @on_store_thread
+    def renew_leases(self, task_ids: list[str], lease_until: float) -> None:
+        self._connection.executemany(
+            "UPDATE tasks SET lease_until = ? WHERE id = ? AND status IN ('queued', 'running')",
+            [(lease_until, task_id) for task_id in task_ids],
+        )
+
+    @on_store_thread
+    def expired_tasks(self, now: float) -> list[dict[str, Any]]:
+        rows = self._connection.execute(
+            f"SELECT {_TASK_COLUMNS} FROM tasks WHERE status IN ('queued', 'running')"
+            " AND (lease_until IS NULL OR lease_until < ?)",
+            (now,),
+        ).fetchall()
+        return [dict(row) for row in rows]
+
+    @on_store_thread
+    def start_task(self, task_id: str, worker: str, lease_until: float) -> bool:
+        cursor = self._connection.execute(
+            "UPDATE tasks SET status = 'running', started_at = ?, worker = ?, lease_until = ?"
+            " WHERE id = ? AND status = 'queued'",
+            (now_iso(), worker, lease_until, task_id),
+        )
+        return cursor.rowcount == 1
+
+    @on_store_thread
+    def update_task(self, task_id: str, **fields: Any) -> None:
+        self._set_task_fields(task_id, fields, only_active=False)
+
+    @on_store_thread
+    def finish_task(self, task_id: str, status: str, **fields: Any) -> bool:
+        fields = {"finished_at": now_iso(), **fields}
+        return self._set_task_fields(task_id, fields, only_active=True, status=status)
+
+    def _set_task_fields(self, task_id: str, fields: dict[str, Any], only_active: bool, status: str = "") -> bool:
+        unknown = set(fields) - _TASK_UPDATABLE
+        if unknown:
+            raise StoreError(f"not task fields: {sorted(unknown)}")
+        assignments = [f"{name} = ?" for name in fields]
+        params = list(fields.values())
+        if status:
+            assignments.append("status = ?")
+            params.append(status)
+        guard = f" AND status IN {ACTIVE_STATUSES!r}" if only_active else ""
+        cursor = self._connection.execute(
+            f"UPDATE tasks SET {', '.join(assignments)} WHERE id = ?{guard}", [*params, task_id]
+        )
+        return cursor.rowcount == 1
