@@ -26,8 +26,8 @@ lint: $(VENV)/.dev  ## ruff over the whole tree
 test: lint  ## lint, then the whole test suite (unit, API, end-to-end with real gunicorn)
 	$(BIN)/pytest -q
 
-bench: $(VENV)/.dev  ## fan-out and task-path benchmarks against a naive baseline
-	$(BIN)/python -m benchmarks.run
+bench: $(VENV)/.dev  ## fan-out and task-path benchmarks against a naive baseline (BENCH_ARGS=--quick: ~1 min)
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -4,6 +4,7 @@ Plain assignments read from the environment (and .env); no app imports here. Hoo
 refuse a multi-worker start without Redis and raise the open-file limit for many streams.
 """
 
+import glob
 import os
 import resource
 import sys
@@ -22,6 +23,7 @@ def _int(name, default):
 
 
 _redis = bool(os.environ.get("REDIS_URL", "").strip())
+_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()  # /metrics of all workers (alex/observability)
 _asked_workers = _int("WEB_CONCURRENCY", 1)
 
 bind = f"0.0.0.0:{_int('PORT', 8080)}"
@@ -33,12 +35,25 @@ worker_connections = _int("ALEX_MAX_STREAMS", 10000) + 1000
 timeout = 30
 graceful_timeout = _int("ALEX_GRACEFUL_TIMEOUT_S", 30)
 keepalive = 95  # above common routers' idle keep-alive (Heroku: 90 s)
+# Request head limits, enforced by gunicorn before the app sees the request (it answers with its own small HTML
+# page, not the JSON envelope: 414 for the line, 431 for the headers). The line holds /api/sse's query (ids
+# of 128, a stream token); 8190 is gunicorn's maximum. The app caps the headers' sum (alex/security/limits.py,
+# a JSON 431).
+limit_request_line = 8190
+limit_request_fields = 100
+limit_request_field_size = 8190
 preload_app = False  # the app (and its threads, sockets, SQLite) is made in each worker after fork
 control_socket_disable = True  # no control socket: several servers (tests, rolling deploys) may share a home dir
 accesslog = "-"
 errorlog = "-"
 # %(U)s is the path without the query string: access tokens in ?access_token= never reach the log.
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(L)ss "%(a)s" rid=%({x-request-id}o)s'
+# gunicorn itself believes X-Forwarded-Proto/-Ssl (the request's scheme) and SCRIPT_NAME/PATH_INFO headers from
+# the peers listed here. alex's own proxy trust is ALEX_TRUSTED_PROXY_HOPS (ProxyFix in the app): with no proxy
+# declared gunicorn trusts no peer either, so no client can spoof them; with proxies, the local host (a proxy
+# on the same machine) unless FORWARDED_ALLOW_IPS lists the proxies' addresses.
+_proxied = _int("ALEX_TRUSTED_PROXY_HOPS", 0) > 0
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "").strip() or ("127.0.0.1,::1" if _proxied else "")
 
 
 def on_starting(server):
@@ -57,6 +72,9 @@ def on_starting(server):
     wanted = worker_connections + 256
     if soft < wanted:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+    if _metrics_dir:  # the metric files of an earlier run would be added to this run's values
+        for stale in glob.glob(os.path.join(_metrics_dir, "*.db")):
+            os.remove(stale)
 
 
 def post_worker_init(worker):
@@ -71,3 +89,11 @@ def worker_exit(server, worker):
     from alex.serving import wait_for_shutdown
 
     wait_for_shutdown(worker)
+
+
+def child_exit(server, worker):
+    """With PROMETHEUS_MULTIPROC_DIR, drop a dead worker's open-streams gauge from /metrics."""
+    if _metrics_dir:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid, _metrics_dir)

@@ -11,19 +11,30 @@ from alex.agent.runner import Work
 from alex.config import Config
 from alex.errors import register_errorhandlers
 from alex.logs import configure_logging
+from alex.observability import register_metrics, register_request_log
+from alex.security import register_auth, register_cors, register_proxy_fix
+from alex.security.limits import register_limits
 from alex.services import build_services
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 def create_app(config: Config | None = None, *, work: Work | None = None) -> Flask:
-    """Build the WSGI app: configuration, services, request ids, blueprints, error handlers."""
+    """Build the WSGI app: configuration, request ids, security, services, blueprints, error handlers."""
     config = config or Config.from_env()
     app = Flask(__name__)
     register_settings(app, config)
-    register_extensions(app, config, work)
     register_request_id(app)
+    register_request_log(app)  # right after the id: a request refused by security is logged with it
+    # Security before services start (an open production server is refused first); its hooks run in this
+    # order: proxies rewrite the environ, CORS answers preflights, then auth sets g.owner for what follows.
+    register_proxy_fix(app, config)
+    register_cors(app, config)
+    register_auth(app, config)
+    register_extensions(app, config, work)
+    register_metrics(app)
     register_blueprints(app)
+    register_limits(app, config)  # after the blueprints: it wraps the views marked @rate_limited
     register_errorhandlers(app)
     return app
 
@@ -57,7 +68,7 @@ def register_request_id(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """Mount the API blueprints."""
-    from alex.api import ops, sessions, stream, tasks
+    from alex.api import openapi, ops, sessions, stream, tasks
 
-    for module in (ops, tasks, sessions, stream):
+    for module in (ops, tasks, sessions, stream, openapi):
         app.register_blueprint(module.bp)

@@ -64,6 +64,17 @@ def _bool(raw: str) -> bool:
     raise ValueError
 
 
+def _rate_limit(raw: str) -> str:
+    """A limit in the grammar of the `limits` library that enforces it ("" for off: empty means the default)."""
+    from limits import parse_many  # raises ValueError on a bad limit
+
+    if raw.lower() == "off":
+        return ""
+    if any(item.amount < 1 for item in parse_many(raw)):
+        raise ValueError
+    return raw
+
+
 # variable -> (attribute, parser, default, what it accepts)
 _SETTINGS: dict[str, tuple[str, Callable[[str], Any], str, str]] = {
     "ALEX_ENV": ("env", _env_name, "development", "development, production or test"),
@@ -104,8 +115,11 @@ _SETTINGS: dict[str, tuple[str, Callable[[str], Any], str, str]] = {
     "ALEX_SECRET_KEY": ("secret_key", str, "", "a long random string (signs stream tokens; random per start if unset)"),
     "ALEX_STREAM_TOKEN_TTL_S": ("stream_token_ttl_s", _positive_int, "300", "an integer number of seconds"),
     "ALEX_TRUSTED_PROXY_HOPS": ("trusted_proxy_hops", _non_negative_int, "0", "an integer >= 0 (proxies in front)"),
-    "ALEX_RATE_LIMIT": ("rate_limit", str, "30/minute", "a limit like 30/minute, 5/second; empty for none"),
+    "ALEX_RATE_LIMIT": ("rate_limit", _rate_limit, "30/minute",
+                        "task submissions per client like 30/minute, 5/second or 5/second;100/hour; off for none"),
     "ALEX_MAX_STREAMS_PER_CLIENT": ("max_streams_per_client", _positive_int, "20", "an integer >= 1"),
+    "PROMETHEUS_MULTIPROC_DIR": ("prometheus_multiproc_dir", str, "",
+                                 "an existing directory (gunicorn empties it at start): /metrics sums all workers"),
 }
 
 
@@ -153,6 +167,7 @@ class Config:
     trusted_proxy_hops: int
     rate_limit: str
     max_streams_per_client: int
+    prometheus_multiproc_dir: str
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
@@ -166,7 +181,8 @@ class Config:
             except ValueError:
                 raise ConfigError(f"{variable}={raw!r} is not valid: expected {accepts}") from None
         values.update(overrides)
-        return cls(**_derived(values))
+        tools_named = bool(environ.get("ALEX_TOOLS", "").strip()) or "tools" in overrides
+        return cls(**_anonymous_production_tools(_derived(values), tools_named))
 
     @property
     def production(self) -> bool:
@@ -190,6 +206,23 @@ def _derived(values: dict[str, Any]) -> dict[str, Any]:
     if values["log_level"] not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"ALEX_LOG_LEVEL={values['log_level']!r} is not valid: expected DEBUG, INFO, WARNING, ERROR")
     return values
+
+
+def _anonymous_production_tools(values: dict[str, Any], tools_named: bool) -> dict[str, Any]:
+    """An open production server (ALEX_ALLOW_ANONYMOUS=1, no keys) runs without bash unless ALEX_TOOLS names it."""
+    anonymous = values["env"] == "production" and not values["api_keys"] and values["allow_anonymous"]
+    if anonymous and not tools_named:
+        values["tools"] = tuple(name for name in values["tools"] if name != "bash")
+    return values
+
+
+def check_production_auth(config: Config) -> None:
+    """Refuse to serve production without ALEX_API_KEYS unless ALEX_ALLOW_ANONYMOUS=1 says it is meant."""
+    if config.production and not config.api_keys and not config.allow_anonymous:
+        raise ConfigError(
+            "ALEX_API_KEYS is empty with ALEX_ENV=production: set API keys (comma-separated; sha256:<hex> accepted), "
+            "or ALEX_ALLOW_ANONYMOUS=1 to serve anyone (bash is then off unless ALEX_TOOLS names it)"
+        )
 
 
 def documented_settings() -> list[tuple[str, str, str]]:

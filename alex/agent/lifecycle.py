@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from alex.clock import now_iso
@@ -28,6 +29,9 @@ class TaskLifecycle:
     def __init__(self, store: Store, publisher: Publisher):
         self._store = store
         self._publisher = publisher
+        # Metrics hooks (alex/observability): a task began running here; a task ended (id, outcome, phase).
+        self.on_started: Callable[[str], None] | None = None
+        self.on_ended: Callable[[str, str, str], None] | None = None
 
     def create(
         self, session_id: str, task_text: str, *, owner: str, worker: str, lease_until: float
@@ -40,7 +44,12 @@ class TaskLifecycle:
 
     def start(self, task_id: str, worker: str, lease_until: float) -> bool:
         """Queued -> running; False when the task was cancelled (or taken) before it started."""
-        return self._store.start_task(task_id, worker, lease_until)
+        started = self._store.start_task(task_id, worker, lease_until)
+        if started:
+            log.info("task started", extra={"task_id": task_id})
+            if self.on_started is not None:
+                self.on_started(task_id)
+        return started
 
     def complete(self, task: dict[str, Any], final_answer: str, **event_fields: Any) -> bool:
         """End the task as completed with `task_complete`; False when it had already ended."""
@@ -92,4 +101,18 @@ class TaskLifecycle:
             self._publisher.publish(task["session_id"], event_type, task_id=task["id"], **event_fields)
         except SessionGone:
             log.info("task %s ended after its session was deleted", task["id"])
+        _log_end(task, status, event_fields)
+        if self.on_ended is not None:
+            self.on_ended(task["id"], status, event_fields.get("phase", ""))
         return True
+
+
+def _log_end(task: dict[str, Any], status: str, event_fields: dict[str, Any]) -> None:
+    """One line per ended task: outcome, and why (stop reason, failing phase and error, or cancel reason)."""
+    why = event_fields.get("stop_reason") or event_fields.get("reason") or ""
+    if status == "failed":
+        why = f"{event_fields.get('phase')}: {event_fields.get('error')}"
+    fields = {"outcome": status, "phase": event_fields.get("phase"), "stop_reason": event_fields.get("stop_reason")}
+    log.log(logging.WARNING if status == "failed" else logging.INFO, "task %s (%s)", status, why,
+            extra={"task_id": task["id"], "session_id": task["session_id"],
+                   "fields": {key: value for key, value in fields.items() if value is not None}})

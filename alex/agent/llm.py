@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,9 @@ class LLMClient:
         self._timeouts = (float(connect_timeout_s), float(read_timeout_s))
         self._deadline_s = float(call_deadline_s)
         self._sleep = sleep or CancelToken.wait
+        # Metrics hook: (kind "stream"/"complete", outcome "ok"/"error"/"cancelled", seconds, usage or None)
+        # after each HTTP attempt.
+        self.on_call: Callable[[str, str, float, Usage | None], None] | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> LLMClient:
@@ -69,7 +73,9 @@ class LLMClient:
                                 "stream_options": {"include_usage": True}}
         if tools:
             body["tools"] = tools
-        return self._with_retries(lambda progress: self._stream_once(body, token, on_text, progress), token, on_retry)
+        return self._with_retries(
+            "stream", lambda progress: self._stream_once(body, token, on_text, progress), token, on_retry
+        )
 
     def complete(
         self, messages: list[dict], *, token: CancelToken, max_tokens: int = 200, json_object: bool = False,
@@ -78,10 +84,10 @@ class LLMClient:
         body: dict[str, Any] = {"model": self.model, "messages": messages, "max_tokens": max_tokens}
         if json_object:
             body["response_format"] = {"type": "json_object"}
-        return self._with_retries(lambda progress: self._complete_once(body, token), token, None)
+        return self._with_retries("complete", lambda progress: self._complete_once(body, token), token, None)
 
     def _with_retries(
-        self, attempt: Callable[[_Progress], Completion], token: CancelToken,
+        self, kind: str, attempt: Callable[[_Progress], Completion], token: CancelToken,
         on_retry: Callable[[RetryNotice], None] | None,
     ) -> Completion:
         for number in range(1, self.max_retries + 2):
@@ -89,7 +95,7 @@ class LLMClient:
                 raise LLMCancelled(token.reason)
             progress = _Progress()
             try:
-                return attempt(progress)
+                return self._observed(kind, lambda: attempt(progress))  # noqa: B023 - called before the loop moves on
             except LLMError as error:
                 self._scrub(error)
                 wait_s = self._retry_wait(error, number)
@@ -102,6 +108,21 @@ class LLMClient:
             if self._sleep(token, wait_s):
                 raise LLMCancelled(token.reason)
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _observed(self, kind: str, attempt: Callable[[], Completion]) -> Completion:
+        """Run one HTTP attempt; report its latency, outcome and tokens to `on_call` when set."""
+        if self.on_call is None:
+            return attempt()
+        started, outcome, usage = time.perf_counter(), "error", None
+        try:
+            completion = attempt()
+            outcome, usage = "ok", completion.usage
+            return completion
+        except LLMCancelled:
+            outcome = "cancelled"
+            raise
+        finally:
+            self.on_call(kind, outcome, time.perf_counter() - started, usage)
 
     def _retry_wait(self, error: LLMError, number: int) -> float | None:
         """Seconds to wait before the next attempt, or None to give up now."""

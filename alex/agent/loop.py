@@ -46,6 +46,11 @@ class AgentLoop:
         self._tools = tools
         self._tool_specs = openai_tool_specs(tools)
 
+    @property
+    def llm(self) -> LLMClient:
+        """The LLM client the loop calls (metrics attach to it)."""
+        return self._llm
+
     def __call__(self, task: dict[str, Any], token: CancelToken) -> None:
         """Run the task; end it with task_complete, task_cancelled or a terminal error."""
         run = Run(task, token, self._publisher)
@@ -100,6 +105,8 @@ class AgentLoop:
             self._store.save_messages(run.task["session_id"], conversation)
             tokens = completion.usage.total_tokens if completion.usage else 0
             run.emit("iteration_complete", iteration=run.iteration, tokens_used=tokens, tools_run=len(tools_run))
+            log.info("iteration %d done: tools [%s], %d tokens", run.iteration,
+                     ", ".join(call.name for call in completion.tool_calls), tokens)
             self._store.update_task(run.task["id"], iterations=run.iteration, **run.usage_fields())
             if not completion.tool_calls:
                 return completion.content

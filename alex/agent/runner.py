@@ -14,6 +14,7 @@ from typing import Any
 from alex.agent.cancel import CancelToken
 from alex.agent.lifecycle import TaskLifecycle
 from alex.errors import Overloaded
+from alex.observability.context import carry
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,11 @@ class TaskRunner:
         self._lease_keeper = threading.Thread(target=self._keep_leases, name="alex-leases", daemon=True)
         self._lease_keeper.start()
 
+    @property
+    def work(self) -> Work:
+        """What runs each task: the agent loop, or a test's own function."""
+        return self._work
+
     def accept(self, session_id: str, task_text: str, owner: str) -> dict[str, Any]:
         """Record a new task and queue it; raises Overloaded when full, or the store's session errors."""
         self._reserve()
@@ -95,7 +101,8 @@ class TaskRunner:
         """Run the task on the pool, using the place claimed by `_reserve`."""
         with self._lock:
             self._held[task["id"]] = _Held(task)
-        self._executor.submit(self._run, task["id"])
+        # The task's log lines carry its ids and the id of the request that submitted it.
+        self._executor.submit(carry(self._run, task_id=task["id"], session_id=task["session_id"]), task["id"])
 
     def cancel(self, task_id: str, reason: str) -> bool:
         """Cancel a task held here: a queued one ends now, a running one is signalled (LLM and bash stop).

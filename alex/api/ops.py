@@ -1,23 +1,59 @@
-"""Operations endpoints: health."""
+"""Operations endpoints: health (shallow, or deep: store and Redis) and Prometheus metrics."""
 
 from __future__ import annotations
 
-from flask import Blueprint, request
+import logging
+
+import redis
+from flask import Blueprint, Response, current_app, request
 
 from alex.errors import envelope
 from alex.services import services
 from alex.store.base import StoreError
 
+log = logging.getLogger(__name__)
 bp = Blueprint("ops", __name__)
+REDIS_PING_TIMEOUT_S = 2.0
 
 
 @bp.get("/health")
 def health():
-    """`{"status": "ok"}`; with `?deep=1` the store is checked too (503 naming the failing part)."""
+    """`{"status": "ok"}`; `?deep=1` also checks the store and, with REDIS_URL, Redis (503 naming what failed)."""
     if request.args.get("deep") in ("1", "true"):
-        try:
-            services().store.ping()
-        except StoreError:
-            return envelope(503, "store_unavailable", "The store does not answer; see the server log.",
-                            {"failing": ["store"]})
+        failing = _failing_parts()
+        if failing:
+            return envelope(503, "store_unavailable", "A backend does not answer; see the server log.",
+                            {"failing": failing})
     return {"status": "ok"}
+
+
+@bp.get("/metrics")
+def metrics():
+    """The metrics in Prometheus text format (all workers' when PROMETHEUS_MULTIPROC_DIR is set)."""
+    body, content_type = current_app.extensions["alex_metrics"].render(request.headers.get("Accept"))
+    return Response(body, content_type=content_type)
+
+
+def _failing_parts() -> list[str]:
+    """The names of the backends that do not answer: "store", "redis"."""
+    svc = services()
+    failing = []
+    try:
+        svc.store.ping()
+    except StoreError:
+        failing.append("store")
+    if svc.config.redis_url and not redis_answers(svc.config.redis_url):
+        failing.append("redis")
+    return failing
+
+
+def redis_answers(url: str, timeout_s: float = REDIS_PING_TIMEOUT_S) -> bool:
+    """True when the Redis server at `url` answers PING within `timeout_s` (a fresh connection, then closed)."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+    try:
+        return bool(client.ping())
+    except redis.RedisError as error:
+        log.warning("deep health: Redis does not answer (%s)", type(error).__name__)
+        return False
+    finally:
+        client.close()

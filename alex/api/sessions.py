@@ -1,12 +1,13 @@
-"""Session endpoints: list, get, delete."""
+"""Session endpoints: list, get, delete, and stream tokens."""
 
 from __future__ import annotations
 
 from flask import Blueprint
 
 from alex.api.inputs import path_id, query_args
-from alex.api.owner import current_owner, owned_session
+from alex.api.owner import current_owner, owned_session, take_session
 from alex.schemas import SessionListQuerySchema, session_schema, session_summaries_schema
+from alex.security.auth import issue_stream_token
 from alex.services import services
 from alex.workspace import remove_workspace
 
@@ -29,6 +30,14 @@ def list_sessions():
 def get_session(session_id: str):
     """The session's conversation and todos."""
     return session_schema.dump(owned_session(path_id(session_id, "session")))
+
+
+@bp.post("/<session_id>/stream-token")
+def create_stream_token(session_id: str):
+    """`{"token", "expires_in"}` for `GET /api/sse?session_id=<id>&access_token=<token>` (EventSource sends no
+    headers); the session is created when first named, like a stream or a task would."""
+    session = take_session(path_id(session_id, "session"))
+    return issue_stream_token(session["id"]), 200, {"Cache-Control": "no-store"}
 
 
 @bp.delete("/<session_id>")

@@ -11,6 +11,7 @@ from alex.api.inputs import query_args
 from alex.api.owner import current_owner, owned_session
 from alex.errors import AlexError, Overloaded, Unavailable, Unprocessable
 from alex.schemas import StreamQuerySchema
+from alex.security.limits import client_id, enforce_stream_cap
 from alex.services import Services, services
 from alex.streaming.cursor import event_id_key, is_valid_event_id
 from alex.streaming.stream import SessionStream
@@ -61,7 +62,9 @@ def _open_stream(svc: Services, session_id: str, cursor: str | None) -> Response
         raise Unavailable("This server is shutting down; reconnect in a few seconds.", headers={"Retry-After": "3"})
     if svc.broadcaster.count() >= svc.config.max_streams:
         raise Overloaded("This server holds as many streams as it can; retry shortly.", headers={"Retry-After": "5"})
-    subscriber = svc.broadcaster.subscribe(session_id, client=current_owner() or (request.remote_addr or ""))
+    client = client_id()
+    enforce_stream_cap(svc.broadcaster, client, svc.config.max_streams_per_client)
+    subscriber = svc.broadcaster.subscribe(session_id, client=client)
     try:
         latest = svc.store.latest_event_id(session_id) or "0"
     except BaseException:

@@ -9,6 +9,7 @@ from alex.api.owner import current_owner, owned_task, take_session
 from alex.errors import SessionBusy, SessionClosed, TaskFinished
 from alex.ids import new_session_id
 from alex.schemas import TaskCreateSchema, TaskListQuerySchema, task_schema, tasks_schema
+from alex.security.limits import rate_limited
 from alex.services import services
 from alex.store.base import ACTIVE_STATUSES, SessionBusyError, SessionClosing, SessionGone
 
@@ -17,6 +18,7 @@ _task_list_query = TaskListQuerySchema()
 
 
 @bp.post("")
+@rate_limited  # ALEX_RATE_LIMIT per key or address; reads, cancels and streams are not limited
 def create_task():
     """Queue a task in the named session (a new one when absent); 202 with its ids."""
     svc = services()

@@ -17,7 +17,7 @@ CLOSE = None  # queue sentinel: the stream should end after what it already has
 class Subscriber:
     """One open stream of one session: its queue of encoded frames and its catch-up mark."""
 
-    __slots__ = ("session_id", "client", "queue", "lagging", "closed")
+    __slots__ = ("session_id", "client", "queue", "lagging", "closed", "log_reads")
 
     def __init__(self, session_id: str, client: str, buffer_size: int):
         self.session_id = session_id
@@ -27,6 +27,7 @@ class Subscriber:
         # lagging so that its first step is the replay from its cursor (one path for both).
         self.lagging = True
         self.closed = False
+        self.log_reads = 0  # the first is the replay from the client's cursor, later ones are catch-ups
 
 
 class Broadcaster:
@@ -37,8 +38,13 @@ class Broadcaster:
         self._lock = threading.RLock()
         self._by_session: dict[str, set[Subscriber]] = {}
         self._count = 0
-        self._on_deliver = on_deliver
         self.shutting_down = False
+        # Metrics hooks (alex/observability): queues an event reached, streams newly lagging, streams
+        # opened (+1) and closed (-1), log reads (True for a stream's first replay, False for a catch-up).
+        self.on_deliver = on_deliver
+        self.on_overflow: Callable[[int], None] | None = None
+        self.on_streams: Callable[[int], None] | None = None
+        self.on_log_read: Callable[[bool], None] | None = None
 
     def subscribe(self, session_id: str, client: str = "") -> Subscriber:
         """Register a stream for `session_id`; its queue receives every event published from now on."""
@@ -46,6 +52,8 @@ class Broadcaster:
         with self._lock:
             self._by_session.setdefault(session_id, set()).add(subscriber)
             self._count += 1
+        if self.on_streams is not None:
+            self.on_streams(1)
         return subscriber
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
@@ -58,6 +66,8 @@ class Broadcaster:
             self._count -= 1
             if not subscribers:
                 del self._by_session[subscriber.session_id]
+        if self.on_streams is not None:
+            self.on_streams(-1)
 
     def deliver(self, event: StoredEvent) -> int:
         """Encode the event once and offer the bytes to each subscriber of its session; never blocks.
@@ -66,22 +76,28 @@ class Broadcaster:
         Returns the number of queues the frame was put on.
         """
         frame: Frame = (event_id_key(event.id), event.id, encode_event(event))
-        delivered = 0
+        delivered = overflowed = 0
         with self._lock:
             for subscriber in self._by_session.get(event.session_id, ()):
                 try:
                     subscriber.queue.put_nowait(frame)
                     delivered += 1
                 except queue.Full:
+                    overflowed += not subscriber.lagging  # count the moment it falls behind, not each event after
                     subscriber.lagging = True
-        if self._on_deliver is not None:
-            self._on_deliver(delivered)
+        if self.on_deliver is not None:
+            self.on_deliver(delivered)
+        if overflowed and self.on_overflow is not None:
+            self.on_overflow(overflowed)
         return delivered
 
     def clear_lagging(self, subscriber: Subscriber) -> None:
         """Clear the catch-up mark under the lock, before the stream reads the log (no event falls between)."""
         with self._lock:
             subscriber.lagging = False
+        subscriber.log_reads += 1  # only the stream's own thread calls this
+        if self.on_log_read is not None:
+            self.on_log_read(subscriber.log_reads == 1)
 
     def close_session(self, session_id: str) -> int:
         """End every stream of the session after the frames it already has; returns how many."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 from alex.clock import now_iso
@@ -21,6 +22,7 @@ class Publisher:
         self._bus = bus
         # A fixed set of locks striped by session: bounded memory, no per-session cleanup.
         self._locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
+        self.on_publish: Callable[[str], None] | None = None  # metrics hook: the type of each event published
 
     def publish(
         self, session_id: str, event_type: str, *, task_id: str | None = None, agent_level: str = "core",
@@ -34,4 +36,6 @@ class Publisher:
         with self._locks[zlib.crc32(session_id.encode()) % _LOCK_STRIPES]:
             event = self._store.append_event(session_id, event_type, body)
             self._bus.publish(event)
+        if self.on_publish is not None:
+            self.on_publish(event_type)
         return event

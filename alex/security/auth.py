@@ -1,0 +1,110 @@
+"""API-key auth: every /api call names its key (`Authorization: Bearer`); the key's owner id goes to `g.owner`."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, current_app, g, request
+
+from alex.config import Config, check_production_auth
+from alex.errors import AlexError
+from alex.security.keys import ApiKeys
+from alex.security.stream_tokens import StreamTokens, TokenRejected
+
+log = logging.getLogger(__name__)
+
+STREAM_PATH = "/api/sse"  # the one route that also takes ?access_token= (EventSource cannot send headers)
+OPEN_API_PATHS = frozenset({"/api/openapi.json"})
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="alex"'}
+
+
+class Unauthorized(AlexError):
+    status, code = 401, "unauthorized"
+
+    def __init__(self, message: str):
+        super().__init__(message, headers=_CHALLENGE)
+
+
+@dataclass(frozen=True)
+class Security:
+    """The app's keys and stream-token signer, kept in `app.extensions["alex.security"]`."""
+
+    keys: ApiKeys
+    tokens: StreamTokens
+
+
+def register_auth(app: Flask, config: Config) -> None:
+    """Refuse an open production server, say loudly when the API is open, and check every /api call's key."""
+    check_production_auth(config)
+    security = Security(ApiKeys(config.api_keys), StreamTokens(config.secret_key, config.stream_token_ttl_s))
+    app.extensions["alex.security"] = security
+    _log_startup_notes(config, security)
+
+    @app.before_request
+    def authenticate() -> None:
+        g.owner = ""  # without keys every caller is the same, anonymous owner
+        if security.keys and _needs_key():
+            g.owner = _caller_owner(security)
+
+
+def issue_stream_token(session_id: str) -> dict[str, Any]:
+    """`{"token", "expires_in"}` letting the caller open `session_id`'s stream with `?access_token=`."""
+    security: Security = current_app.extensions["alex.security"]
+    return {"token": security.tokens.issue(session_id, g.get("owner", "")), "expires_in": security.tokens.ttl_s}
+
+
+def _needs_key() -> bool:
+    """Every /api route but the OpenAPI document; preflights and other OPTIONS never carry credentials."""
+    path = request.path
+    if request.method == "OPTIONS" or path in OPEN_API_PATHS:
+        return False
+    return path == "/api" or path.startswith("/api/")
+
+
+def _caller_owner(security: Security) -> str:
+    """The owner id of the request's credentials; Unauthorized (401) when there are none or they are wrong."""
+    header = request.headers.get("Authorization", "").strip()
+    if header:
+        scheme, _, key = header.partition(" ")
+        owner = security.keys.owner_of(key.strip()) if scheme.lower() == "bearer" else None
+        if owner is None:
+            raise Unauthorized("The API key is not valid; send Authorization: Bearer <one of ALEX_API_KEYS>.")
+        return owner
+    access_token = request.args.get("access_token") if request.path == STREAM_PATH else None
+    if access_token:
+        return _access_token_owner(security, access_token)
+    raise Unauthorized("This API needs a key: send Authorization: Bearer <key> "
+                       "(the event stream also takes ?access_token=<stream token>).")
+
+
+def _access_token_owner(security: Security, access_token: str) -> str:
+    """The owner of a stream token for the requested session, or of an API key given as access token."""
+    try:
+        owner = security.tokens.owner_for(access_token, request.args.get("session_id", ""))
+    except TokenRejected as rejected:
+        raise Unauthorized(str(rejected)) from None
+    if owner is None:
+        owner = security.keys.owner_of(access_token)
+    elif owner not in security.keys.owners:
+        owner = None  # signed for a key that has since been removed from ALEX_API_KEYS
+    if owner is None:
+        raise Unauthorized("The access token is not valid; get a stream token from "
+                           "POST /api/sessions/<id>/stream-token.")
+    return owner
+
+
+def _log_startup_notes(config: Config, security: Security) -> None:
+    """Warn when the API is open to anyone, and when stream tokens will not outlive this process."""
+    if not security.keys:
+        bash = "bash" in config.tools
+        log.warning(
+            "ALEX_API_KEYS is not set: the API is OPEN. Anyone who can reach this server can run tasks%s. "
+            "Set ALEX_API_KEYS before exposing it.",
+            " and with them SHELL COMMANDS (the bash tool) as this server's user" if bash else "",
+        )
+    elif security.tokens.random_secret:
+        level = logging.WARNING if config.redis_url else logging.INFO
+        log.log(level, "ALEX_SECRET_KEY is not set: stream tokens are signed with a random key of this process; "
+                "they end with a restart and are not accepted by other workers. Set ALEX_SECRET_KEY to share them.")
