@@ -7,28 +7,11 @@ import json
 import pytest
 
 from alex.store.base import StoreError
+from tests.api_support import assert_envelope, services
 
 LONG_ID = "x" * 129
 
 
-def services(app):
-    """The app's process services (store, runner, ...)."""
-    return app.extensions["alex"]
-
-
-def assert_envelope(response, status: int, code: str) -> dict:
-    """The response is exactly the error envelope with this status and code; returns the error object."""
-    text = response.get_data(as_text=True)
-    assert response.status_code == status, text
-    assert response.mimetype == "application/json"
-    body = response.get_json()
-    assert list(body) == ["error"]
-    error = body["error"]
-    assert set(error) <= {"code", "status", "message", "details"}
-    assert (error["status"], error["code"]) == (status, code)
-    assert isinstance(error["message"], str) and error["message"].strip()
-    assert "Traceback" not in text and "/alex/" not in text and ".py" not in text
-    return error
 
 
 @pytest.fixture

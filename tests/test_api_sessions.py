@@ -8,23 +8,12 @@ import threading
 import pytest
 
 from alex.workspace import workspace_dir
+from tests.api_support import assert_envelope, services
 
 WAIT_S = 10.0
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
 
-def services(app):
-    """The app's process services (store, runner, ...)."""
-    return app.extensions["alex"]
-
-
-def assert_envelope(response, status: int, code: str) -> dict:
-    """The response is the error envelope with this status and code; returns the error object."""
-    assert response.status_code == status, response.get_data(as_text=True)
-    error = response.get_json()["error"]
-    assert (error["status"], error["code"]) == (status, code)
-    assert error["message"]
-    return error
 
 
 def accepted(client, session_id: str, task: str = "say hi") -> dict:

@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from tests.api_support import assert_envelope, services
+
 WAIT_S = 10.0
 
 
-def services(app):
-    """The app's process services (store, publisher, broadcaster, ...)."""
-    return app.extensions["alex"]
-
-
-def assert_envelope(response, status: int, code: str) -> dict:
-    """The response is the error envelope with this status and code; returns the error object."""
-    assert response.status_code == status, response.get_data(as_text=True)
-    error = response.get_json()["error"]
-    assert (error["status"], error["code"]) == (status, code)
-    assert error["message"]
-    return error
 
 
 def connected(messages) -> bool:

@@ -7,6 +7,7 @@ import re
 import pytest
 
 from alex.ids import is_valid_id
+from tests.api_support import assert_envelope, services
 
 WAIT_S = 10.0
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -14,18 +15,6 @@ TASK_FIELDS = {"id", "session_id", "task", "status", "created_at", "started_at",
                "error", "iterations", "usage"}
 
 
-def services(app):
-    """The app's process services (store, runner, ...)."""
-    return app.extensions["alex"]
-
-
-def assert_envelope(response, status: int, code: str) -> dict:
-    """The response is the error envelope with this status and code; returns the error object."""
-    assert response.status_code == status, response.get_data(as_text=True)
-    error = response.get_json()["error"]
-    assert (error["status"], error["code"]) == (status, code)
-    assert error["message"]
-    return error
 
 
 def post_task(client, task: str = "say hi", **fields):

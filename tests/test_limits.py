@@ -8,22 +8,10 @@ import pytest
 
 from alex.config import ConfigError
 from alex.security.limits import MAX_HEADER_BYTES
+from tests.api_support import assert_envelope
 
 ALPHA, BETA = "alpha-key-0123456789", "beta-key-0123456789"
 
-
-def assert_envelope(response, status: int, code: str) -> dict:
-    """The response is exactly the error envelope with this status and code; returns the error object."""
-    text = response.get_data(as_text=True)
-    assert response.status_code == status, text
-    assert response.mimetype == "application/json"
-    body = response.get_json()
-    assert list(body) == ["error"]
-    error = body["error"]
-    assert (error["status"], error["code"]) == (status, code)
-    assert error["message"].strip()
-    assert "Traceback" not in text and ".py" not in text
-    return error
 
 
 def post_task(client, key: str | None = None):
