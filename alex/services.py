@@ -44,7 +44,7 @@ def build_services(config: Config, work: Work | None = None) -> Services:
     """Wire the objects together; `work` runs a task (the agent loop unless a test passes its own)."""
     store = build_store(config)
     bus = build_bus(config)
-    broadcaster = Broadcaster(config.sse_buffer)
+    broadcaster = Broadcaster(config.sse_buffer, heartbeat_s=config.sse_heartbeat_s)
     bus.start(broadcaster.deliver)
     publisher = Publisher(store, bus)
     lifecycle = TaskLifecycle(store, publisher)

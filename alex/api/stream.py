@@ -14,6 +14,7 @@ from alex.schemas import StreamQuerySchema
 from alex.security.limits import client_id, enforce_stream_cap
 from alex.services import Services, services
 from alex.streaming.cursor import event_id_key, is_valid_event_id
+from alex.streaming.direct import direct_socket
 from alex.streaming.stream import SessionStream
 
 log = logging.getLogger(__name__)
@@ -73,8 +74,8 @@ def _open_stream(svc: Services, session_id: str, cursor: str | None) -> Response
     if cursor is None or event_id_key(cursor) > event_id_key(latest):
         cursor = latest if cursor is None else "0"  # a cursor from the future (a deleted session's) replays all
     body = SessionStream(
-        svc.store, svc.broadcaster, subscriber, cursor,
-        heartbeat_s=svc.config.sse_heartbeat_s, retry_ms=svc.config.sse_retry_ms,
+        svc.store, svc.broadcaster, subscriber, cursor, heartbeat_s=svc.config.sse_heartbeat_s,
+        retry_ms=svc.config.sse_retry_ms, direct=direct_socket(request.environ),
     )
     response = Response(body, mimetype="text/event-stream", headers=SSE_HEADERS)
     sock = request.environ.get("gunicorn.socket")

@@ -59,13 +59,17 @@ class Metrics:
                                   multiprocess_mode="livesum")
         self.events_published = Counter("alex_events_published", "Events appended to a session log and published.",
                                         ["event_type"], registry=registry)
-        self.deliveries = Counter("alex_event_deliveries", "Event frames put on open streams' queues.",
+        self.deliveries = Counter("alex_event_deliveries", "Events offered to open streams (one per stream).",
                                   registry=registry)
         self.log_reads = Counter("alex_stream_log_reads", "Reads of the event log by a stream: replay (from the "
-                                 "client's cursor, at open) or catch_up (after its queue overflowed).",
+                                 "client's cursor, at open) or catch_up (after it fell out of the session's "
+                                 "window of recent events).",
                                  ["reason"], registry=registry)
-        self.overflows = Counter("alex_stream_overflows", "Times a stream's queue was full and it was marked "
-                                 "lagging (it then catches up from the log).", registry=registry)
+        self.overflows = Counter("alex_stream_overflows", "Times a stream fell out of its session's window of "
+                                 "recent events (it then catches up from the log).", registry=registry)
+        self.pump_writes = Counter("alex_stream_pump_writes", "Writes to idle streams made by the pump (several "
+                                   "frames at once when events come fast) instead of the stream's own greenlet.",
+                                   registry=registry)
         self._replays = self.log_reads.labels("replay")
         self._catch_ups = self.log_reads.labels("catch_up")
 
@@ -103,12 +107,17 @@ class Metrics:
         child.inc()
 
     def delivered(self, count: int) -> None:
-        """One event went to `count` stream queues (counted per event, not per queue)."""
+        """One event was offered to `count` streams (counted per event, not per stream)."""
         if count:
             self.deliveries.inc(count)
 
+    def pumped(self, count: int) -> None:
+        """The pump wrote to `count` parked streams in one pass."""
+        if count:
+            self.pump_writes.inc(count)
+
     def overflowed(self, count: int) -> None:
-        """`count` streams could not take an event and were marked lagging."""
+        """`count` streams fell out of their session's window (they read the log next)."""
         self.overflows.inc(count)
 
     def log_read(self, replay: bool) -> None:

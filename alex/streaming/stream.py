@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-import queue
+import time
 from collections.abc import Iterator
 
 from alex.store.base import Store
-from alex.streaming.broadcaster import CLOSE, Broadcaster, Subscriber
-from alex.streaming.cursor import event_id_key
+from alex.streaming.broadcaster import READ_LOG, Broadcaster, Subscriber
+from alex.streaming.direct import DirectSocket
 from alex.streaming.sse import PING, encode_event, encode_frame
+from alex.streaming.window import Frame
 
 LOG_PAGE = 200  # events read from the log per query during replay and catch-up
-MAX_BATCH = 256  # queued frames joined into one write
 
 
 class SessionStream:
@@ -21,17 +21,21 @@ class SessionStream:
     The subscriber is registered when this object is made, before the first byte, so no event
     published after the view ran can be missed; it is removed by `close()` even when the server
     never started iterating (a client that left at once).
+
+    With a direct socket (gunicorn + gevent), everything after the first frame is written to the socket
+    by the stream itself or, while it is idle, by the broadcaster's pump; otherwise it is yielded to the
+    WSGI server.
     """
 
     def __init__(
         self, store: Store, broadcaster: Broadcaster, subscriber: Subscriber, cursor: str,
-        *, heartbeat_s: float, retry_ms: int,
+        *, heartbeat_s: float, retry_ms: int, direct: DirectSocket | None = None,
     ):
         self._store = store
         self._broadcaster = broadcaster
         self._subscriber = subscriber
-        self._cursor = cursor
-        self._cursor_key = event_id_key(cursor)
+        subscriber.advance(cursor)
+        subscriber.direct = direct
         self._heartbeat_s = heartbeat_s
         self._retry_ms = retry_ms
         self._body = self._frames()
@@ -45,59 +49,74 @@ class SessionStream:
         self._body.close()
 
     def _frames(self) -> Iterator[bytes]:
-        subscriber = self._subscriber
+        subscriber, direct = self._subscriber, self._subscriber.direct
         try:
             yield self._connected_frame()
-            ended = False
-            while True:
-                if subscriber.lagging:
-                    yield from self._catch_up()
-                    continue
-                if ended or (subscriber.closed and subscriber.queue.empty()):
-                    break
-                chunk, ended = self._next_batch()
-                if chunk:
-                    yield chunk
-            yield encode_frame(retry_ms=self._retry_ms)
+            for data in self._after_connected():
+                subscriber.last_write = time.monotonic()
+                if direct is None:
+                    yield data
+                elif not direct.write(self._take_pending(), data):
+                    return  # the client is gone or stopped reading: nothing more can reach it
         finally:
             self._broadcaster.unsubscribe(subscriber)
 
-    def _connected_frame(self) -> bytes:
-        fields = {"session_id": self._subscriber.session_id, "last_event_id": self._cursor}
-        data = json.dumps(fields, separators=(",", ":"))
-        return encode_frame(retry_ms=self._retry_ms) + encode_frame(data, event="connected", event_id=self._cursor)
+    def _after_connected(self) -> Iterator[bytes]:
+        """Log reads, window frames and heartbeats until the stream is closed, then the final `retry:`.
 
-    def _catch_up(self) -> Iterator[bytes]:
-        """Read the log after the cursor until a short page; the mark is cleared before the first read."""
-        self._broadcaster.clear_lagging(self._subscriber)
+        b"" means "only what the pump left pending" (direct sockets only).
+        """
+        subscriber = self._subscriber
+        while not subscriber.failed:
+            if subscriber.pending:
+                yield b""
+            step = self._broadcaster.take(subscriber)
+            if step is READ_LOG:
+                yield from self._read_log()
+            elif step:
+                data = self._new_frames(step)
+                if data:
+                    yield data
+            elif subscriber.closed:
+                yield encode_frame(retry_ms=self._retry_ms)
+                return
+            elif not self._wait():
+                yield PING
+
+    def _wait(self) -> bool:
+        """Sleep until woken (True) or the heartbeat interval passed (False); parked streams wait for the pump."""
+        if self._broadcaster.park(self._subscriber):
+            self._subscriber.wake.wait()
+            return True
+        return self._subscriber.wake.wait(self._heartbeat_s)
+
+    def _take_pending(self) -> bytes:
+        pending, self._subscriber.pending = self._subscriber.pending, b""
+        return pending
+
+    def _connected_frame(self) -> bytes:
+        subscriber = self._subscriber
+        data = json.dumps({"session_id": subscriber.session_id, "last_event_id": subscriber.cursor},
+                          separators=(",", ":"))
+        return encode_frame(retry_ms=self._retry_ms) + encode_frame(data, event="connected",
+                                                                    event_id=subscriber.cursor)
+
+    def _read_log(self) -> Iterator[bytes]:
+        """Read the log after the cursor until a short page."""
+        subscriber = self._subscriber
         while True:
-            page = self._store.events_after(self._subscriber.session_id, self._cursor, LOG_PAGE)
+            page = self._store.events_after(subscriber.session_id, subscriber.cursor, LOG_PAGE)
             if page:
-                self._advance(page[-1].id)
+                subscriber.advance(page[-1].id)
                 yield b"".join(encode_event(event) for event in page)
             if len(page) < LOG_PAGE:
                 return
 
-    def _next_batch(self) -> tuple[bytes, bool]:
-        """Wait for frames (a heartbeat after a silent interval); return the bytes to write and whether to end."""
-        try:
-            items = [self._subscriber.queue.get(timeout=self._heartbeat_s)]
-        except queue.Empty:
-            return PING, False
-        while len(items) < MAX_BATCH:
-            try:
-                items.append(self._subscriber.queue.get_nowait())
-            except queue.Empty:
-                break
-        frames, ended = [], False
-        for item in items:
-            if item is CLOSE:
-                ended = True
-            elif item[0] > self._cursor_key:  # skip what replay or catch-up already sent
-                frames.append(item[2])
-                self._cursor_key, self._cursor = item[0], item[1]
-        return b"".join(frames), ended
-
-    def _advance(self, event_id: str) -> None:
-        self._cursor = event_id
-        self._cursor_key = event_id_key(event_id)
+    def _new_frames(self, frames: list[Frame]) -> bytes:
+        """The window frames the client has not had (replay or a log read may have sent some already)."""
+        subscriber = self._subscriber
+        fresh = [frame for frame in frames if frame[0] > subscriber.cursor_key]
+        if not fresh:
+            return b""
+        subscriber.advance(fresh[-1][1], fresh[-1][0])
+        return b"".join(frame[2] for frame in fresh)
