@@ -27,9 +27,9 @@ def _publisher_loop(publisher: Any, session_id: str, events: int, pace_s: float,
             time.sleep(pace_s)  # an LLM's pace between deltas, not a wait for a condition
 
 
-def _drain(subscriber: Any) -> None:
-    """A watcher that reads its queue like a stream does (so deliveries have a consumer)."""
-    while subscriber.queue.get() is not None:
+def _drain(stream: Any) -> None:
+    """A watcher that reads its stream (alex's own SessionStream, without a socket) to the end."""
+    for _ in stream:
         pass
 
 
@@ -78,13 +78,14 @@ def build(data_dir: Path, sessions: list[str]) -> dict[str, Any]:
     from alex.store.sqlite import SQLiteStore
     from alex.streaming.broadcaster import Broadcaster
     from alex.streaming.publisher import Publisher
+    from alex.streaming.stream import SessionStream
 
     store, bus, broadcaster = SQLiteStore(data_dir / "alex.sqlite3"), LocalBus(), Broadcaster(100)
     bus.start(broadcaster.deliver)
     for session_id in sessions:
         store.ensure_session(session_id)
-        subscriber = broadcaster.subscribe(session_id)
-        threading.Thread(target=_drain, args=(subscriber,), daemon=True).start()
+        stream = SessionStream(store, broadcaster, broadcaster.subscribe(session_id), "0", heartbeat_s=30, retry_ms=0)
+        threading.Thread(target=_drain, args=(stream,), daemon=True).start()
     return {"store": store, "broadcaster": broadcaster, "publisher": Publisher(store, bus)}
 
 

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from alex.store.base import StoreError
+from alex.store.group_commit import GroupCommit
 from alex.store.oswork import SerialOSThread
 from alex.store.sqlite_events import SQLiteEvents
 from alex.store.sqlite_schema import SCHEMA
@@ -25,6 +26,7 @@ class SQLiteStore(SQLiteSessions, SQLiteTasks, SQLiteEvents):
         self._event_retention = event_retention
         self._appends_since_trim: dict[str, int] = {}  # per session; touched only on the store thread
         self._thread = SerialOSThread("alex-sqlite")
+        self._appends = GroupCommit(self._thread.call, self._write_events)
         self._connection: sqlite3.Connection | None = None
         self._thread.call(self._connect)
 

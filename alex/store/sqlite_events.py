@@ -11,18 +11,29 @@ TRIM_EVERY = 256  # a session's log is trimmed to the retention after this many 
 
 
 class SQLiteEvents:
-    """The event-log methods of SQLiteStore (needs `_connection`, `_thread`, `_event_retention`)."""
+    """The event-log methods of SQLiteStore (needs `_connection`, `_transaction`, `_thread`, `_appends`,
+    `_event_retention`)."""
 
-    @on_store_thread
     def append_event(self, session_id: str, event_type: str, body: str) -> StoredEvent:
-        try:
-            cursor = self._connection.execute(
-                "INSERT INTO events (session_id, event_type, body) VALUES (?, ?, ?)", (session_id, event_type, body)
-            )
-        except sqlite3.IntegrityError:
-            raise SessionGone(session_id) from None
-        self._trim_if_due(session_id)
-        return StoredEvent(str(cursor.lastrowid), session_id, event_type, body)
+        """Append in the next group commit (concurrent appends share one transaction and one thread trip)."""
+        return self._appends.submit((session_id, event_type, body))
+
+    def _write_events(self, requests: list[tuple[str, str, str]]) -> list[StoredEvent | SessionGone]:
+        """One transaction for a batch of appends (on the store thread); a deleted session fails only its own."""
+        outcomes: list[StoredEvent | SessionGone] = []
+        with self._transaction() as connection:
+            for session_id, event_type, body in requests:
+                try:
+                    cursor = connection.execute(
+                        "INSERT INTO events (session_id, event_type, body) VALUES (?, ?, ?)",
+                        (session_id, event_type, body),
+                    )
+                except sqlite3.IntegrityError:
+                    outcomes.append(SessionGone(session_id))
+                    continue
+                self._trim_if_due(session_id)
+                outcomes.append(StoredEvent(str(cursor.lastrowid), session_id, event_type, body))
+        return outcomes
 
     def _trim_if_due(self, session_id: str) -> None:
         """Trim every TRIM_EVERY appends of this session (ids are global: `id % 256` could skip a session)."""
