@@ -44,7 +44,10 @@ limit_request_fields = 100
 limit_request_field_size = 8190
 preload_app = False  # the app (and its threads, sockets, SQLite) is made in each worker after fork
 control_socket_disable = True  # no control socket: several servers (tests, rolling deploys) may share a home dir
-accesslog = "-"
+# No access log: alex logs one line per request itself (alex/observability: method, path, status, bytes, time,
+# client, request id; JSON in production), and two lines per request would only double the volume. A command-line
+# `--access-logfile -` (or the same in GUNICORN_CMD_ARGS) still turns gunicorn's on: both win over this file.
+accesslog = None
 errorlog = "-"
 # %(U)s is the path without the query string: access tokens in ?access_token= never reach the log.
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(L)ss "%(a)s" rid=%({x-request-id}o)s'

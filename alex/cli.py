@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from alex.config import Config, ConfigError, documented_settings, load_dotenv_file
+from alex.config import Config, ConfigError, check_production_auth, documented_settings, load_dotenv_file
 
 
 @click.group()
@@ -19,9 +19,9 @@ def main() -> None:
 
 @main.command()
 def check() -> None:
-    """Parse the configuration from the environment and .env; exit 2 naming a bad variable."""
+    """Parse the configuration and check production auth as the server does at start; exit 2 with its message."""
     try:
-        Config.from_env()
+        check_production_auth(Config.from_env())  # as register_auth does
     except ConfigError as error:
         click.echo(f"alex: configuration error: {error}", err=True)
         sys.exit(2)

@@ -118,6 +118,8 @@ _SETTINGS: dict[str, tuple[str, Callable[[str], Any], str, str]] = {
     "ALEX_RATE_LIMIT": ("rate_limit", _rate_limit, "30/minute",
                         "task submissions per client like 30/minute, 5/second or 5/second;100/hour; off for none"),
     "ALEX_MAX_STREAMS_PER_CLIENT": ("max_streams_per_client", _positive_int, "20", "an integer >= 1"),
+    "ALEX_METRICS_TOKEN": ("metrics_token", str, "",
+                           "a long random string: /metrics then needs Authorization: Bearer <it> (empty: open)"),
     "PROMETHEUS_MULTIPROC_DIR": ("prometheus_multiproc_dir", str, "",
                                  "an existing directory (gunicorn empties it at start): /metrics sums all workers"),
 }
@@ -167,6 +169,7 @@ class Config:
     trusted_proxy_hops: int
     rate_limit: str
     max_streams_per_client: int
+    metrics_token: str
     prometheus_multiproc_dir: str
 
     @classmethod

@@ -13,6 +13,9 @@ from alex.config import Config
 from alex.observability.context import ContextFilter, record_ids
 
 REDACTED = "***"
+# Loggers whose records never reach the `alex` handler and get the redaction filter on their own handlers: the
+# root (other libraries' records propagate there) and gunicorn's, which do not propagate.
+OTHER_LOGGERS = ("", "gunicorn.error", "gunicorn.access")
 MIN_SECRET_CHARS = 4  # a configured secret shorter than this would blank out ordinary words
 _PATTERNS = (
     # Authorization header values, wherever they end up (an echoed header, an exception message).
@@ -121,7 +124,8 @@ class AlexHandler(logging.StreamHandler):
 
 
 def configure_logging(config: Config) -> None:
-    """Send the `alex` loggers to stdout at ALEX_LOG_LEVEL: JSON in production, text otherwise; secrets redacted.
+    """Send the `alex` loggers to stdout at ALEX_LOG_LEVEL: JSON in production, text otherwise; secrets redacted
+    there and on the handlers of the root and gunicorn loggers (see `redact_other_loggers`).
 
     One handler per process; a later app (tests build many) sets its format and adds its secrets.
     """
@@ -132,5 +136,21 @@ def configure_logging(config: Config) -> None:
         handler = AlexHandler()
         logger.addHandler(handler)
     handler.setFormatter(JsonFormatter() if config.production else TextFormatter())
-    handler.redaction.add_secrets(config.openai_api_key, config.secret_key, *config.api_keys)
+    handler.redaction.add_secrets(config.openai_api_key, config.secret_key, config.metrics_token, *config.api_keys)
+    redact_other_loggers(handler.redaction)
+
+
+def redact_other_loggers(redaction: RedactionFilter) -> None:
+    """Add `redaction` to the handlers the root and gunicorn loggers have now, and to logging's last resort.
+
+    A handler filter sees every record the handler writes, propagated ones included (a logger's own filters do
+    not). Handlers added later are not covered: under gunicorn they all exist before the app is built. The last
+    resort writes the warnings of loggers without any handler when the root has none (gunicorn leaves it bare).
+    """
+    handlers = [handler for name in OTHER_LOGGERS for handler in logging.getLogger(name).handlers]
+    if logging.lastResort is not None:
+        handlers.append(logging.lastResort)
+    for handler in handlers:
+        if not isinstance(handler, AlexHandler):
+            handler.addFilter(redaction)  # a no-op when this filter is already there
 

@@ -153,9 +153,11 @@ def stream_token() -> Operation:
 def metrics() -> Operation:
     """`GET /metrics`."""
     return {
-        "tags": ["operations"], "summary": "Prometheus metrics", "security": [],
+        "tags": ["operations"], "summary": "Prometheus metrics", "security": [{"metricsToken": []}, {}],
         "responses": {"200": {"description": "Prometheus text exposition format.",
-                              "content": {"text/plain": {"schema": {"type": "string"}}}}},
+                              "content": {"text/plain": {"schema": {"type": "string"}}}},
+                      "401": error(401, "`unauthorized`: ALEX_METRICS_TOKEN is set and the request does not send "
+                                        "it as `Authorization: Bearer`.")},
     }
 
 

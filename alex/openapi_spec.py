@@ -53,6 +53,8 @@ _SECURITY_SCHEMES = {
     "accessToken": {"type": "apiKey", "in": "query", "name": "access_token",
                     "description": "For /api/sse only (EventSource cannot send headers): an API key or, better, a "
                                    "short-lived stream token from POST /api/sessions/{session_id}/stream-token."},
+    "metricsToken": {"type": "http", "scheme": "bearer",
+                     "description": "ALEX_METRICS_TOKEN; required on /metrics when it is set (an API key is not)."},
 }
 
 

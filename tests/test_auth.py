@@ -277,3 +277,44 @@ def test_anonymous_production_starts_without_bash(make_app, controlled_work, cap
 def test_anonymous_production_keeps_bash_when_alex_tools_names_it(make_app, controlled_work):
     app = make_app(work=controlled_work, ALEX_ENV="production", ALEX_ALLOW_ANONYMOUS="1", ALEX_TOOLS="bash,file_read")
     assert app.extensions["alex"].config.tools == ("bash", "file_read")
+
+
+# /metrics and ALEX_METRICS_TOKEN.
+
+METRICS_TOKEN = "metrics-scrape-token-0123456789abcdef"
+
+
+def test_a_metrics_token_guards_metrics_with_the_401_envelope(make_app, controlled_work):
+    client = make_app(work=controlled_work, ALEX_API_KEYS=KEY_A, ALEX_METRICS_TOKEN=METRICS_TOKEN).test_client()
+    assert_unauthorized(call(client, "GET", "/metrics"))
+    for wrong in (bearer(METRICS_TOKEN + "x"), bearer(METRICS_TOKEN[:-1]), bearer(KEY_A),
+                  {"Authorization": f"Basic {METRICS_TOKEN}"}, {"Authorization": METRICS_TOKEN}):
+        assert_unauthorized(call(client, "GET", "/metrics", headers=wrong), METRICS_TOKEN)
+    scraped = call(client, "GET", "/metrics", headers=bearer(METRICS_TOKEN))
+    assert scraped.status_code == 200 and "alex_streams_open" in scraped.get_data(as_text=True)
+    assert call(client, "GET", "/health").status_code == 200  # only /metrics needs it
+    assert call(client, "GET", "/api/sessions", headers=bearer(KEY_A)).status_code == 200
+    assert_unauthorized(call(client, "GET", "/api/sessions", headers=bearer(METRICS_TOKEN)))  # not an API key
+
+
+def test_without_a_metrics_token_metrics_stays_open(keyed):
+    assert call(keyed, "GET", "/metrics").status_code == 200
+
+
+def test_the_openapi_document_declares_the_metrics_token(keyed):
+    document = call(keyed, "GET", "/api/openapi.json").get_json()
+    metrics = document["paths"]["/metrics"]["get"]
+    assert metrics["security"] == [{"metricsToken": []}, {}] and "401" in metrics["responses"]
+    assert document["components"]["securitySchemes"]["metricsToken"]["scheme"] == "bearer"
+
+
+@pytest.mark.parametrize(("settings", "warned"), [
+    ({"ALEX_ENV": "production", "ALEX_API_KEYS": KEY_A}, True),
+    ({"ALEX_ENV": "production", "ALEX_API_KEYS": KEY_A, "ALEX_METRICS_TOKEN": METRICS_TOKEN}, False),
+    ({"ALEX_API_KEYS": KEY_A}, False),  # development: nothing to protect /metrics from yet
+])
+def test_production_with_keys_warns_when_metrics_is_open(make_app, controlled_work, caplog, settings, warned):
+    make_app(work=controlled_work, **settings)
+    open_metrics = [record for record in caplog.records
+                    if record.levelname == "WARNING" and "/metrics is open" in record.getMessage()]
+    assert len(open_metrics) == (1 if warned else 0)

@@ -10,6 +10,7 @@ import pytest
 from alex.config import ALL_TOOLS, Config, ConfigError, documented_settings
 
 ROOT = Path(__file__).resolve().parents[1]
+SECRETS = ("OPENAI_API_KEY", "ALEX_API_KEYS", "ALEX_SECRET_KEY", "ALEX_METRICS_TOKEN")  # shown empty in .env.example
 
 
 def test_defaults_match_the_design():
@@ -54,5 +55,11 @@ def test_tools_can_turn_bash_off():
 def test_env_example_documents_every_setting_with_its_default():
     text = (ROOT / ".env.example").read_text()
     for variable, default, _accepts in documented_settings():
-        expected = "" if variable in ("OPENAI_API_KEY", "ALEX_API_KEYS", "ALEX_SECRET_KEY") else default
+        expected = "" if variable in SECRETS else default
         assert re.search(rf"^# {variable}={re.escape(expected)}$", text, re.MULTILINE), variable
+
+
+def test_secret_settings_default_to_empty():
+    defaults = {variable: default for variable, default, _accepts in documented_settings()}
+    assert [defaults[variable] for variable in SECRETS] == ["", "", "", ""]
+    assert Config.from_env({}).metrics_token == ""

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import threading
+from collections.abc import Iterator
 
 import pytest
 
-from alex.logs import RedactionFilter
+from alex.logs import OTHER_LOGGERS, RedactionFilter
 from alex.observability.context import bound_ids, carry, current_ids
 from tests.agent_support import agent_settings, analysis, submit, wait_until_ended
 from tests.fakes.openai_server import TEST_KEY, text, tool_calls
@@ -60,8 +62,10 @@ def test_production_logs_are_json_with_request_session_and_task_ids(production_a
     assert len(posted) == 1
     assert posted[0]["request_id"] == "req-logs-1" and posted[0]["status"] == 202
     assert isinstance(posted[0]["duration_ms"], float) and posted[0]["time"].endswith("Z")
+    assert posted[0]["remote_addr"] == "127.0.0.1" and posted[0]["bytes"] > len('{"task_id":""}')
     streamed = [line for line in requests if line["path"] == "/api/sse"]
     assert len(streamed) == 1 and streamed[0]["status"] == 200 and len(streamed[0]["request_id"]) == 32
+    assert streamed[0]["bytes"] is None  # a stream's length is not known when it starts
     task_lines = [line for line in lines if line.get("task_id") == task_id]
     messages = [line["message"] for line in task_lines]
     assert messages[0] == "task started" and messages[-1] == "task completed (completed)"
@@ -106,6 +110,13 @@ def test_the_request_line_has_no_query_string_and_no_control_characters(make_app
     assert "hunter2-token" not in "\n".join(lines)
     forged = [line for line in lines if "forged" in line]
     assert len(forged) == 1 and "/nothing\\x0aforged" in forged[0]
+
+
+def test_the_request_line_has_size_and_client_address_behind_a_trusted_proxy(make_app, controlled_work, capsys):
+    client = make_app(work=controlled_work, ALEX_TRUSTED_PROXY_HOPS="1").test_client()
+    response = client.get("/api/tasks", headers={"X-Forwarded-For": "203.0.113.9"})
+    line = next(line for line in capsys.readouterr().out.splitlines() if "alex.request: GET /api/tasks" in line)
+    assert f" ms {len(response.get_data())} B from 203.0.113.9 [request_id=" in line
 
 
 def test_health_and_metrics_are_logged_at_debug_only(make_app, controlled_work, capsys):
@@ -159,3 +170,53 @@ def test_ids_are_per_thread_and_carried_to_a_worker_thread():
         assert current_ids() == {"request_id": "req-1"}
     assert current_ids() == {}
     assert seen == {"plain": {}, "carried": {"request_id": "req-1", "task_id": "task-1"}}
+
+
+OPENAI_KEY = "plain-openai-key-not-shaped-like-sk-42"
+STREAM_TOKEN = "c2Vzc2lvbg.MTcwMDAwMDAwMA.c2lnbmF0dXJl"
+
+
+@pytest.fixture
+def other_handlers() -> Iterator[dict[str, io.StringIO]]:
+    """A handler writing to a StringIO on the root and on each gunicorn logger, there before the app is built (as
+    gunicorn's are); gunicorn's loggers at INFO and not propagating, as gunicorn sets them. Removed after."""
+    streams, saved = {}, []
+    for name in OTHER_LOGGERS:
+        logger, stream = logging.getLogger(name), io.StringIO()
+        handler = logging.StreamHandler(stream)
+        saved.append((logger, handler, logger.level, logger.propagate))
+        logger.addHandler(handler)
+        if name:
+            logger.setLevel(logging.INFO)
+            logger.propagate = False
+        streams[name or "root"] = stream
+    yield streams
+    for logger, handler, level, propagate in saved:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+def test_secrets_are_redacted_on_the_root_and_gunicorn_handlers(make_app, controlled_work, other_handlers):
+    make_app(work=controlled_work, OPENAI_API_KEY=OPENAI_KEY, ALEX_API_KEYS=API_KEY)
+    logging.getLogger("urllib3.connectionpool").warning("retrying with key %s for %s", OPENAI_KEY, API_KEY)
+    logging.getLogger("gunicorn.error").warning(  # what gunicorn logs for a malformed request line
+        "Invalid request from ip=127.0.0.1: Invalid HTTP request line: 'GET /api/sse?session_id=s&access_token=%s'",
+        STREAM_TOKEN)
+    logging.getLogger("gunicorn.access").info('%(h)s "%(r)s" %(s)s', {
+        "h": "127.0.0.1", "r": f"GET /api/sessions?key={API_KEY} HTTP/1.1", "s": "200"})
+    written = {name: stream.getvalue() for name, stream in other_handlers.items()}
+    assert "\nretrying with key *** for ***\n" in written["root"]
+    assert written["gunicorn.error"].endswith("'GET /api/sse?session_id=s&access_token=***'\n")
+    assert written["gunicorn.access"] == '127.0.0.1 "GET /api/sessions?key=*** HTTP/1.1" 200\n'
+    for output in written.values():
+        for secret in (OPENAI_KEY, API_KEY, STREAM_TOKEN):
+            assert secret not in output
+
+
+def test_secrets_are_redacted_by_the_last_resort_handler(make_app, controlled_work, capsys):
+    make_app(work=controlled_work, ALEX_API_KEYS=API_KEY)
+    record = logging.makeLogRecord({"name": "somelib", "levelno": logging.WARNING, "levelname": "WARNING",
+                                    "msg": "sent %s", "args": (API_KEY,)})
+    logging.lastResort.handle(record)  # what a logger without handlers uses when the root has none either
+    assert capsys.readouterr().err == "sent ***\n"

@@ -11,12 +11,16 @@ from marshmallow import Schema
 
 from alex.errors import BadRequest, NotFound, UnsupportedMediaType
 from alex.ids import is_valid_id
+from alex.security.bodies import refuse_truncated_body
 
 
 def json_body(schema: Schema) -> dict[str, Any]:
-    """The JSON object body loaded by `schema`: 415 when not JSON, 400 when unparsable, 422 when invalid."""
+    """The JSON object body loaded by `schema`: 415 when not JSON, 413 when too large, 400 when unparsable, 422 when
+    invalid."""
     if not request.is_json:
         raise UnsupportedMediaType("Send the body as JSON with Content-Type: application/json.")
+    request.get_data(cache=True)  # all of it (get_json parses this copy), so that a cut one is refused, not parsed
+    refuse_truncated_body()
     try:
         data = request.get_json()
         _check_encodable(data)

@@ -1,7 +1,12 @@
-"""API-key auth: every /api call names its key (`Authorization: Bearer`); the key's owner id goes to `g.owner`."""
+"""API-key auth: every /api call names its key (`Authorization: Bearer`); the key's owner id goes to `g.owner`.
+
+/metrics has its own bearer token (ALEX_METRICS_TOKEN) when one is set: a scraper is not an API user.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +20,7 @@ from alex.security.stream_tokens import StreamTokens, TokenRejected
 
 log = logging.getLogger(__name__)
 
+METRICS_PATH = "/metrics"
 STREAM_PATH = "/api/sse"  # the one route that also takes ?access_token= (EventSource cannot send headers)
 OPEN_API_PATHS = frozenset({"/api/openapi.json"})
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="alex"'}
@@ -36,7 +42,7 @@ class Security:
 
 
 def register_auth(app: Flask, config: Config) -> None:
-    """Refuse an open production server, say loudly when the API is open, and check every /api call's key."""
+    """Refuse an open production server, warn of open endpoints, check each /api call's key and the metrics token."""
     check_production_auth(config)
     security = Security(ApiKeys(config.api_keys), StreamTokens(config.secret_key, config.stream_token_ttl_s))
     app.extensions["alex.security"] = security
@@ -47,6 +53,12 @@ def register_auth(app: Flask, config: Config) -> None:
         g.owner = ""  # without keys every caller is the same, anonymous owner
         if security.keys and _needs_key():
             g.owner = _caller_owner(security)
+
+    if config.metrics_token:
+
+        @app.before_request
+        def authenticate_scraper() -> None:
+            _check_metrics_token(config.metrics_token)
 
 
 def issue_stream_token(session_id: str) -> dict[str, Any]:
@@ -79,6 +91,18 @@ def _caller_owner(security: Security) -> str:
                        "(the event stream also takes ?access_token=<stream token>).")
 
 
+def _check_metrics_token(token: str) -> None:
+    """On /metrics: Unauthorized (401) unless the request sends `Authorization: Bearer <token>`."""
+    if request.path != METRICS_PATH:
+        return
+    scheme, _, offered = request.headers.get("Authorization", "").strip().partition(" ")
+    # Digests of both, compared in constant time: neither the token's bytes nor its length leak through timing.
+    matches = hmac.compare_digest(hashlib.sha256(offered.strip().encode()).digest(),
+                                  hashlib.sha256(token.encode()).digest())
+    if scheme.lower() != "bearer" or not matches:
+        raise Unauthorized("/metrics needs Authorization: Bearer <ALEX_METRICS_TOKEN>.")
+
+
 def _access_token_owner(security: Security, access_token: str) -> str:
     """The owner of a stream token for the requested session, or of an API key given as access token."""
     try:
@@ -96,7 +120,7 @@ def _access_token_owner(security: Security, access_token: str) -> str:
 
 
 def _log_startup_notes(config: Config, security: Security) -> None:
-    """Warn when the API is open to anyone, and when stream tokens will not outlive this process."""
+    """Warn when the API or (in production) /metrics is open, and when stream tokens will not outlive this process."""
     if not security.keys:
         bash = "bash" in config.tools
         log.warning(
@@ -108,3 +132,6 @@ def _log_startup_notes(config: Config, security: Security) -> None:
         level = logging.WARNING if config.redis_url else logging.INFO
         log.log(level, "ALEX_SECRET_KEY is not set: stream tokens are signed with a random key of this process; "
                 "they end with a restart and are not accepted by other workers. Set ALEX_SECRET_KEY to share them.")
+    if config.production and security.keys and not config.metrics_token:
+        log.warning("ALEX_METRICS_TOKEN is not set: /metrics is open to anyone who can reach this server. "
+                    "Set ALEX_METRICS_TOKEN, or keep /metrics to a private network at the proxy.")

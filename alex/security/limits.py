@@ -1,4 +1,5 @@
-"""Request limits: task submissions rate-limited per client, open streams capped per client, header size capped."""
+"""Request limits: task submissions rate-limited per client, open streams capped per client, header size capped,
+refused bodies read so the client sees the answer (alex/security/bodies.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from flask_limiter import Limiter, RateLimitExceeded
 from alex.api.owner import current_owner
 from alex.config import Config
 from alex.errors import AlexError, envelope
+from alex.security.bodies import register_body_drain
 from alex.streaming.broadcaster import Broadcaster
 
 log = logging.getLogger(__name__)
@@ -63,12 +65,14 @@ def enforce_stream_cap(broadcaster: Broadcaster, client: str, cap: int) -> None:
 
 
 def register_limits(app: Flask, config: Config, *, key_prefix: str = "alex") -> None:
-    """Apply ALEX_RATE_LIMIT to the views marked `@rate_limited`, cap header size, answer both with the envelope.
+    """Apply ALEX_RATE_LIMIT to the views marked `@rate_limited`, cap header size (both answered with the envelope),
+    and read refused bodies before answering.
 
     Call after the blueprints are registered: the marked views are wrapped where the app keeps them.
     """
     rate = config.rate_limit  # checked by Config ("" when ALEX_RATE_LIMIT=off)
     app.before_request(_refuse_oversized_headers)
+    register_body_drain(app)
     if not rate:
         return
     limiter = _build_limiter(app, config, key_prefix)

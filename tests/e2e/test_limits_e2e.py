@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
+from collections.abc import Iterator
 
 import pytest
 
+from alex.security.bodies import DRAIN_DEADLINE_S
 from tests.e2e.server import free_port
 from tests.sse_client import SSEClient
 
@@ -108,3 +111,69 @@ def test_a_body_over_one_mebibyte_is_a_413_envelope(limited_server):
     assert status == 413
     assert json.loads(answer)["error"]["code"] == "payload_too_large"
     assert limited_server.request("GET", "/health")[0] == 200
+
+
+def post_oversized(server, body: bytes | Iterator[bytes], headers: dict[str, str]) -> tuple[int, dict]:
+    """POST `body` to /api/tasks with http.client (which sends it all before reading); (status, parsed answer).
+
+    The client's send buffer is kept small, as over a real network: on loopback the kernel would otherwise take
+    megabytes at once, and a server that never read the body would go unnoticed.
+    """
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        connection.connect()
+        connection.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32 * 1024)
+        connection.request("POST", "/api/tasks", body=body, headers={"Content-Type": "application/json", **headers},
+                           encode_chunked=not isinstance(body, bytes))
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def chunks(size: int, chunk: int = 64 * 1024) -> Iterator[bytes]:
+    """`size` bytes of a JSON task, in pieces (sent with Transfer-Encoding: chunked)."""
+    raw = json.dumps({"task": "x" * size}).encode()
+    for start in range(0, len(raw), chunk):
+        yield raw[start:start + chunk]
+
+
+def test_a_client_posting_two_mebibytes_reads_the_413_envelope_not_a_reset(server):
+    # The head alone decides the answer; were the body left unread, closing the connection (Connection: close)
+    # would reset it, and the client, still sending, would get a reset or a broken pipe instead of the answer.
+    body = json.dumps({"task": "x" * (2 * 1024 * 1024)}).encode()
+    status, answer = post_oversized(server, body, {"Connection": "close"})
+    assert (status, answer["error"]["code"]) == (413, "payload_too_large")
+    status, answer = post_oversized(server, chunks(2 * 1024 * 1024), {"Connection": "close"})  # no Content-Length
+    assert (status, answer["error"]["code"]) == (413, "payload_too_large")
+    assert server.request("GET", "/health")[0] == 200
+
+
+def test_a_body_refused_before_the_view_is_read_too(start_server):
+    keyed = start_server(ALEX_API_KEYS="e2e-limits-key-0123456789abcdef")
+    body = json.dumps({"task": "x" * (512 * 1024)}).encode()  # within the limit: the 401 comes first
+    status, answer = post_oversized(keyed, body, {"Connection": "close"})
+    assert (status, answer["error"]["code"]) == (401, "unauthorized")
+
+
+def test_an_oversized_body_on_a_kept_alive_connection_leaves_it_usable(server):
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        connection.request("POST", "/api/tasks", body=b"{" + b" " * (2 * 1024 * 1024) + b"}",
+                           headers={"Content-Type": "application/json"})
+        first = connection.getresponse()
+        assert first.status == 413 and json.loads(first.read())["error"]["code"] == "payload_too_large"
+        connection.request("POST", "/api/tasks", body=json.dumps({"task": "small"}),
+                           headers={"Content-Type": "application/json"})
+        second = connection.getresponse()
+        assert second.status == 202 and json.loads(second.read())["task_id"]
+    finally:
+        connection.close()
+
+
+def test_a_body_declared_beyond_the_drain_bound_is_refused_at_once(server):
+    # 100 MiB is not read: the answer comes right after the head, without waiting for a byte of the body.
+    head = (f"POST /api/tasks HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {100 * 1024 * 1024}\r\n\r\n")
+    status, _, answer = raw_exchange(server, head, timeout=DRAIN_DEADLINE_S / 2)
+    assert status == 413 and json.loads(answer)["error"]["code"] == "payload_too_large"

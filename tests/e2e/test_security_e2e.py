@@ -53,7 +53,7 @@ def test_a_full_task_with_keys_leaks_no_secret_to_the_log_or_the_events(start_se
     assert_other_key_sees_nothing(server)
     server.stop()
     log = server.log_path.read_text(errors="replace")
-    assert "/api/sse" in log and "/api/sessions/sec/stream-token" in log  # the access log saw the requests
+    assert "/api/sse" in log and "/api/sessions/sec/stream-token" in log  # the request log saw the requests
     everything = log + raw_events + json.dumps(views)
     for secret in (KEY_A, KEY_B, TEST_KEY, SECRET, token, token.rpartition(".")[2]):
         assert secret not in everything
