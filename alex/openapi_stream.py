@@ -6,8 +6,9 @@ from typing import Any
 
 from marshmallow import Schema
 
+from alex.event_schemas import EVENT_SCHEMAS, EventSchema
 from alex.openapi_paths import Operation, api_errors, ok
-from alex.schemas import EVENT_SCHEMAS, EventSchema, StreamQuerySchema
+from alex.schemas import StreamQuerySchema
 
 _WIRE_FORMAT = """\
 WHATWG `text/event-stream`, UTF-8. The first bytes go out at once: `retry: 3000`, then a `connected` \

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.engine import Status, events, from_schema
 
-from alex.schemas import ConnectedEventSchema
+from alex.event_schemas import ConnectedEventSchema
 from tests.sse_parser import SSEParser
 
 FUZZ_CONFIG = {

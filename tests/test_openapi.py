@@ -8,8 +8,9 @@ import pytest
 import schemathesis
 from flask import Blueprint
 
+from alex.event_schemas import EVENT_SCHEMAS
 from alex.openapi_spec import UNDOCUMENTED, openapi_path
-from alex.schemas import EVENT_SCHEMAS, ErrorEnvelopeSchema, StreamQuerySchema, TaskListQuerySchema
+from alex.schemas import ErrorEnvelopeSchema, StreamQuerySchema, TaskListQuerySchema
 from tests.agent_support import agent_settings, analysis, run_task, task_events
 from tests.fakes.openai_server import error, text, tool_calls
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,11 +21,23 @@ def db_path(tmp_path) -> Path:
 
 
 @pytest.fixture
-def store(db_path) -> Iterator[SQLiteStore]:
+def make_store(db_path) -> Iterator[Callable[..., SQLiteStore]]:
+    """Open stores over `db_path` (keyword options passed on), each closed at teardown (closing twice is fine)."""
+    stores: list[SQLiteStore] = []
+
+    def make(**options) -> SQLiteStore:
+        stores.append(SQLiteStore(db_path, **options))
+        return stores[-1]
+
+    yield make
+    for store in stores:
+        store.close()
+
+
+@pytest.fixture
+def store(make_store) -> SQLiteStore:
     """A store over a fresh file, closed at teardown."""
-    store = SQLiteStore(db_path)
-    yield store
-    store.close()
+    return make_store()
 
 
 def new_task(store: SQLiteStore, session_id: str, task_id: str, text: str = "do it", owner: str = "") -> dict:
@@ -366,8 +378,8 @@ def test_ping_answers(store):
     store.ping()
 
 
-def test_data_survives_close_and_reopen(db_path):
-    store = SQLiteStore(db_path)
+def test_data_survives_close_and_reopen(make_store):
+    store = make_store()
     store.ensure_session("s1", "owner")
     store.save_messages("s1", [{"role": "user", "content": "hi"}])
     store.save_todos("s1", [{"id": "1", "content": "x", "status": "done"}])
@@ -376,45 +388,36 @@ def test_data_survives_close_and_reopen(db_path):
     events = [store.append_event("s1", "n", f'{{"n":{n}}}') for n in range(3)]
     store.close()
 
-    reopened = SQLiteStore(db_path)
-    try:
-        session = reopened.get_session("s1")
-        assert session["owner"] == "owner"
-        assert session["messages"] == [{"role": "user", "content": "hi"}]
-        assert session["todos"] == [{"id": "1", "content": "x", "status": "done"}]
-        task = reopened.get_task("t1")
-        assert (task["task"], task["status"], task["final_answer"]) == ("the task", "completed", "ok")
-        assert reopened.events_after("s1", "0", 10) == events
-        assert reopened.latest_event_id("s1") == events[-1].id
-        later = reopened.append_event("s1", "n", "{}")
-        assert int(later.id) > int(events[-1].id)  # the sequence carries on, no reuse
-    finally:
-        reopened.close()
+    reopened = make_store()
+    session = reopened.get_session("s1")
+    assert session["owner"] == "owner"
+    assert session["messages"] == [{"role": "user", "content": "hi"}]
+    assert session["todos"] == [{"id": "1", "content": "x", "status": "done"}]
+    task = reopened.get_task("t1")
+    assert (task["task"], task["status"], task["final_answer"]) == ("the task", "completed", "ok")
+    assert reopened.events_after("s1", "0", 10) == events
+    assert reopened.latest_event_id("s1") == events[-1].id
+    later = reopened.append_event("s1", "n", "{}")
+    assert int(later.id) > int(events[-1].id)  # the sequence carries on, no reuse
 
 
-def test_retention_trims_old_events(db_path):
-    store = SQLiteStore(db_path, event_retention=10)
-    try:
-        store.ensure_session("s1")
-        ids = [store.append_event("s1", "n", "{}").id for _ in range(300)]
-        kept = [e.id for e in store.events_after("s1", "0", 1000)]
-        assert len(kept) < 300
-        assert kept == ids[len(ids) - len(kept):]  # the newest are kept, in order
-        assert len(kept) <= 10 + TRIM_EVERY  # trimmed to the retention at least once every TRIM_EVERY appends
-        assert store.latest_event_id("s1") == ids[-1]
-    finally:
-        store.close()
+def test_retention_trims_old_events(make_store):
+    store = make_store(event_retention=10)
+    store.ensure_session("s1")
+    ids = [store.append_event("s1", "n", "{}").id for _ in range(300)]
+    kept = [e.id for e in store.events_after("s1", "0", 1000)]
+    assert len(kept) < 300
+    assert kept == ids[len(ids) - len(kept):]  # the newest are kept, in order
+    assert len(kept) <= 10 + TRIM_EVERY  # trimmed to the retention at least once every TRIM_EVERY appends
+    assert store.latest_event_id("s1") == ids[-1]
 
 
-def test_retention_bounds_each_session_when_sessions_interleave(db_path):
-    store = SQLiteStore(db_path, event_retention=10)
-    try:
-        store.ensure_session("a")
-        store.ensure_session("b")
-        for _ in range(300):
-            store.append_event("a", "n", "{}")
-            store.append_event("b", "n", "{}")
-        for session_id in ("a", "b"):
-            assert len(store.events_after(session_id, "0", 1000)) <= 10 + TRIM_EVERY, session_id
-    finally:
-        store.close()
+def test_retention_bounds_each_session_when_sessions_interleave(make_store):
+    store = make_store(event_retention=10)
+    store.ensure_session("a")
+    store.ensure_session("b")
+    for _ in range(300):
+        store.append_event("a", "n", "{}")
+        store.append_event("b", "n", "{}")
+    for session_id in ("a", "b"):
+        assert len(store.events_after(session_id, "0", 1000)) <= 10 + TRIM_EVERY, session_id

@@ -71,6 +71,17 @@ def run_file_read(arguments: dict, ctx: ToolContext) -> ToolResult:
     return result(cap_text("\n".join(shown), ctx.output_limit))
 
 
+def _write_within_cap(ctx: ToolContext, path: Path, raw: str, data: bytes, replaced_bytes: int) -> None:
+    """Write `data` to `path` in place of `replaced_bytes`, making parent directories; refused past the cap."""
+    # Checked before mkdir, so that a refused write leaves no new directories behind.
+    check_room(ctx.workspace, ctx.workspace_max_bytes, len(data), replaced_bytes)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ToolError(f"cannot create {raw!r}: a part of its path is a file, not a directory") from None
+    path.write_bytes(data)
+
+
 def run_file_write(arguments: dict, ctx: ToolContext) -> ToolResult:
     """Create or replace a file with `content`, making parent directories; refused past the workspace cap."""
     raw = arguments["path"]
@@ -81,12 +92,7 @@ def run_file_write(arguments: dict, ctx: ToolContext) -> ToolResult:
     if existed and not path.is_file():  # a FIFO would block the write forever
         raise ToolError(f"{raw!r} is not a regular file")
     data = arguments["content"].encode("utf-8", errors="replace")
-    check_room(ctx.workspace, ctx.workspace_max_bytes, len(data), path.stat().st_size if existed else 0)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise ToolError(f"cannot create {raw!r}: a part of its path is a file, not a directory") from None
-    path.write_bytes(data)
+    _write_within_cap(ctx, path, raw, data, path.stat().st_size if existed else 0)
     verb = "Overwrote" if existed else "Created"
     return result(f"{verb} {display_path(ctx.workspace, path)} ({len(data)} bytes)")
 
@@ -119,8 +125,7 @@ def run_file_edit(arguments: dict, ctx: ToolContext) -> ToolResult:
         raise ToolError(f"old_string occurs {count} times in {raw!r}; include more surrounding text to make it "
                         "unique, or set replace_all to replace every occurrence")
     data = text.replace(old, new, -1 if arguments.get("replace_all", False) else 1).encode("utf-8", "replace")
-    check_room(ctx.workspace, ctx.workspace_max_bytes, len(data), len(original))
-    path.write_bytes(data)
+    _write_within_cap(ctx, path, raw, data, len(original))
     return result(f"Replaced {count} occurrence{'s' if count > 1 else ''} in {display_path(ctx.workspace, path)}")
 
 
