@@ -1,6 +1,9 @@
 """Per-event overhead of the task path, in-process: `Publisher.publish` (event built, appended to the real
 SQLite log, delivered) timed with perf_counter, under gevent as in the gunicorn worker.
 
+Paced publishers start at random phases of their pace, as independent tasks would: in lock-step, all of them
+publishing in the same millisecond, the figure would measure the queue behind each burst, not the path.
+
 Run as `python -m benchmarks.task_path --publishers 100 --events 200` (a child process: it monkey-patches
 gevent first); prints one JSON object.
 """
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import sys
 import tempfile
 import time
@@ -19,6 +23,8 @@ from benchmarks.frames import latency_summary
 
 
 def _publisher_loop(publisher: Any, session_id: str, events: int, pace_s: float, timings: list[float]) -> None:
+    if pace_s:  # independent tasks are not in lock-step: start at a random phase of the pace
+        time.sleep(random.uniform(0, pace_s))
     for _ in range(events):
         started = time.perf_counter()
         publisher.publish(session_id, "think_delta", task_id=f"task-{session_id}", iteration=1, delta="abcd")

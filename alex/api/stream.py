@@ -73,16 +73,19 @@ def _open_stream(svc: Services, session_id: str, cursor: str | None) -> Response
         raise
     if cursor is None or event_id_key(cursor) > event_id_key(latest):
         cursor = latest if cursor is None else "0"  # a cursor from the future (a deleted session's) replays all
-    body = SessionStream(
-        svc.store, svc.broadcaster, subscriber, cursor, heartbeat_s=svc.config.sse_heartbeat_s,
-        retry_ms=svc.config.sse_retry_ms, direct=direct_socket(request.environ),
-    )
-    response = Response(body, mimetype="text/event-stream", headers=SSE_HEADERS)
     sock = request.environ.get("gunicorn.socket")
     if sock is not None:
         # Bound every write: a client that stops reading is dropped instead of pinning a greenlet.
         sock.settimeout(svc.config.sse_write_timeout_s)
-        response.call_on_close(lambda: _end_connection(sock))
+    body = SessionStream(
+        svc.store, svc.broadcaster, subscriber, cursor, heartbeat_s=svc.config.sse_heartbeat_s,
+        retry_ms=svc.config.sse_retry_ms, direct=direct_socket(request.environ),
+        on_close=None if sock is None else (lambda: _end_connection(sock)),
+    )
+    response = Response(body, mimetype="text/event-stream", headers=SSE_HEADERS)
+    # The server iterates the stream itself, not werkzeug's encoding generator around it: one generator
+    # less on the stack every waiting stream keeps (the body is bytes already; close() is the stream's).
+    response.direct_passthrough = True
     return response
 
 

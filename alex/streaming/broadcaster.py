@@ -73,6 +73,7 @@ class Broadcaster:
         self.lock = threading.RLock()
         self.channels: dict[str, Channel] = {}
         self._count = 0
+        self._per_client: dict[str, int] = {}
         self.heartbeat_s = heartbeat_s
         self.shutting_down = False
         self._pump: Pump | None = None  # started with the first parked stream
@@ -95,6 +96,7 @@ class Broadcaster:
             subscriber.pos = channel.window.head
             channel.readers.add(subscriber)
             self._count += 1
+            self._per_client[client] = self._per_client.get(client, 0) + 1
         if self.on_streams is not None:
             self.on_streams(1)
         return subscriber
@@ -111,6 +113,11 @@ class Broadcaster:
                 return
             subscriber.pumped = False
             self._count -= 1
+            left = self._per_client[subscriber.client] - 1
+            if left:
+                self._per_client[subscriber.client] = left
+            else:
+                del self._per_client[subscriber.client]
             if not channel and self.channels.get(subscriber.session_id) is channel:
                 del self.channels[subscriber.session_id]
         if self.on_streams is not None:
@@ -218,6 +225,5 @@ class Broadcaster:
                 channel = self.channels.get(session_id)
                 return len(channel) if channel is not None else 0
             if client is not None:
-                return sum(1 for channel in self.channels.values() for s in channel.readers | channel.pumped
-                           if s.client == client)
+                return self._per_client.get(client, 0)
             return self._count

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from alex.store.base import Store
 from alex.streaming.broadcaster import READ_LOG, Broadcaster, Subscriber
@@ -27,9 +27,13 @@ class SessionStream:
     WSGI server.
     """
 
+    __slots__ = ("_store", "_broadcaster", "_subscriber", "_heartbeat_s", "_retry_ms", "_reading_log", "_on_close",
+                 "_body")
+
     def __init__(
         self, store: Store, broadcaster: Broadcaster, subscriber: Subscriber, cursor: str,
         *, heartbeat_s: float, retry_ms: int, direct: DirectSocket | None = None,
+        on_close: Callable[[], None] | None = None,
     ):
         self._store = store
         self._broadcaster = broadcaster
@@ -38,21 +42,28 @@ class SessionStream:
         subscriber.direct = direct
         self._heartbeat_s = heartbeat_s
         self._retry_ms = retry_ms
+        self._reading_log = False
+        self._on_close = on_close
         self._body = self._frames()
 
     def __iter__(self) -> Iterator[bytes]:
         return self._body
 
     def close(self) -> None:
-        """End the stream and remove its subscriber (idempotent)."""
+        """End the stream, remove its subscriber, then run `on_close` once (idempotent)."""
         self._broadcaster.unsubscribe(self._subscriber)
         self._body.close()
+        on_close, self._on_close = self._on_close, None
+        if on_close is not None:
+            on_close()
 
     def _frames(self) -> Iterator[bytes]:
+        # One generator, with plain calls below it: a parked stream's greenlet keeps its stack while it
+        # waits, and every nested generator would add a C-level frame to that stack (about 1.5 KB each).
         subscriber, direct = self._subscriber, self._subscriber.direct
         try:
             yield self._connected_frame()
-            for data in self._after_connected():
+            while (data := self._next_chunk()) is not None:
                 subscriber.last_write = time.monotonic()
                 if direct is None:
                     yield data
@@ -61,27 +72,34 @@ class SessionStream:
         finally:
             self._broadcaster.unsubscribe(subscriber)
 
-    def _after_connected(self) -> Iterator[bytes]:
-        """Log reads, window frames and heartbeats until the stream is closed, then the final `retry:`.
+    def _next_chunk(self) -> bytes | None:
+        """The next bytes to send (waiting for them if need be): a page of the log, new window frames, a
+        heartbeat, the final `retry:` once closed; None when the stream is over.
 
         b"" means "only what the pump left pending" (direct sockets only).
         """
         subscriber = self._subscriber
         while not subscriber.failed:
             if subscriber.pending:
-                yield b""
+                return b""
+            if self._reading_log:
+                data = self._log_page()
+                if data:
+                    return data
+                continue
             step = self._broadcaster.take(subscriber)
             if step is READ_LOG:
-                yield from self._read_log()
+                self._reading_log = True
             elif step:
                 data = self._new_frames(step)
                 if data:
-                    yield data
+                    return data
             elif subscriber.closed:
-                yield encode_frame(retry_ms=self._retry_ms)
-                return
+                subscriber.failed = True  # nothing may follow the final frame
+                return encode_frame(retry_ms=self._retry_ms)
             elif not self._wait():
-                yield PING
+                return PING
+        return None
 
     def _wait(self) -> bool:
         """Sleep until woken (True) or the heartbeat interval passed (False); parked streams wait for the pump."""
@@ -101,16 +119,16 @@ class SessionStream:
         return encode_frame(retry_ms=self._retry_ms) + encode_frame(data, event="connected",
                                                                     event_id=subscriber.cursor)
 
-    def _read_log(self) -> Iterator[bytes]:
-        """Read the log after the cursor until a short page."""
+    def _log_page(self) -> bytes:
+        """One page of the log after the cursor; a short page ends the log read."""
         subscriber = self._subscriber
-        while True:
-            page = self._store.events_after(subscriber.session_id, subscriber.cursor, LOG_PAGE)
-            if page:
-                subscriber.advance(page[-1].id)
-                yield b"".join(encode_event(event) for event in page)
-            if len(page) < LOG_PAGE:
-                return
+        page = self._store.events_after(subscriber.session_id, subscriber.cursor, LOG_PAGE)
+        if len(page) < LOG_PAGE:
+            self._reading_log = False
+        if not page:
+            return b""
+        subscriber.advance(page[-1].id)
+        return b"".join(encode_event(event) for event in page)
 
     def _new_frames(self, frames: list[Frame]) -> bytes:
         """The window frames the client has not had (replay or a log read may have sent some already)."""
