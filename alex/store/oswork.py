@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 GIL_SWITCH_INTERVAL_S = 0.0005
+
+
+def _os_sleep(seconds: float) -> None:
+    """Sleep the calling OS thread (time.sleep as it was before gevent patched it)."""
+    try:
+        from gevent import monkey
+    except ImportError:
+        time.sleep(seconds)
+        return
+    monkey.get_original("time", "sleep")(seconds)
 
 
 def gevent_threads_patched() -> bool:
@@ -47,6 +59,20 @@ class SerialOSThread:
         if self._gevent_thread is not None:
             return self._gevent_thread.call(self._run, function, args)
         return self._executor.submit(self._run, function, args).result()
+
+    def submit(self, function: Callable[[], object], delay_s: float = 0.0) -> None:
+        """Queue `function()` on the worker thread without waiting for it (it must handle its own errors);
+        the thread first sleeps `delay_s` (calls queued behind it wait as long)."""
+        if self._gevent_thread is not None:
+            self._gevent_thread.submit(self._run, self._after, (delay_s, function))
+        else:
+            self._executor.submit(self._run, self._after, (delay_s, function))
+
+    @staticmethod
+    def _after(delay_s: float, function: Callable[[], object]) -> None:
+        if delay_s > 0:
+            _os_sleep(delay_s)
+        function()
 
     def _run(self, function: Callable[..., T], args: tuple) -> T:
         self._thread_ident = threading.get_ident()
@@ -92,12 +118,21 @@ class _GeventOSThread:
         self._jobs.put((function, args, result))
         return result.get()
 
+    def submit(self, function: Callable[..., Any], *args: Any) -> None:
+        self._jobs.put((function, args, None))
+
     def _work(self) -> None:  # on the OS thread: touches only the C queue, the deque and watcher.send()
         while True:
             job = self._jobs.get()
             if job is self._STOP:
                 return
             function, args, result = job
+            if result is None:  # submitted without an answer: an error must not end the thread
+                try:
+                    function(*args)
+                except Exception:
+                    logging.getLogger(__name__).exception("store thread: a submitted call failed")
+                continue
             try:
                 self._answers.append((result, True, function(*args)))
             except BaseException as error:  # handed to the caller

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from alex.store.base import StoreError
-from alex.store.group_commit import GroupCommit
 from alex.store.oswork import SerialOSThread
 from alex.store.sqlite_events import SQLiteEvents
 from alex.store.sqlite_schema import SCHEMA
@@ -24,9 +24,8 @@ class SQLiteStore(SQLiteSessions, SQLiteTasks, SQLiteEvents):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._event_retention = event_retention
-        self._appends_since_trim: dict[str, int] = {}  # per session; touched only on the store thread
         self._thread = SerialOSThread("alex-sqlite")
-        self._appends = GroupCommit(self._thread.call, self._write_events)
+        self._id_lock = threading.Lock()
         self._connection: sqlite3.Connection | None = None
         self._thread.call(self._connect)
 
@@ -39,6 +38,7 @@ class SQLiteStore(SQLiteSessions, SQLiteTasks, SQLiteEvents):
         connection.execute("PRAGMA busy_timeout=5000")
         connection.executescript(SCHEMA)
         self._connection = connection
+        self._start_event_log()
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -59,8 +59,9 @@ class SQLiteStore(SQLiteSessions, SQLiteTasks, SQLiteEvents):
             raise StoreError(f"sqlite: {error}") from None
 
     def close(self) -> None:
-        """Close the connection and stop the store thread."""
+        """Write the queued events, close the connection and stop the store thread."""
         if self._connection is not None:
+            self._thread.call(self._write_queued_events)
             self._thread.call(self._connection.close)
             self._connection = None
         self._thread.close()

@@ -57,8 +57,12 @@ class SQLiteSessions:
         cursor = self._connection.execute("UPDATE sessions SET closing = 1 WHERE id = ?", (session_id,))
         return cursor.rowcount == 1
 
-    @on_store_thread
     def delete_session(self, session_id: str) -> bool:
+        self._forget_session(session_id)
+        return self._thread.call(self._delete_session, session_id)
+
+    def _delete_session(self, session_id: str) -> bool:
+        self._write_queued_events()  # its queued events go in first, then out with the rest
         with self._transaction() as connection:
             connection.execute("DELETE FROM events WHERE session_id = ?", (session_id,))
             connection.execute("DELETE FROM tasks WHERE session_id = ?", (session_id,))

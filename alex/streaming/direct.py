@@ -14,6 +14,7 @@ import socket
 from typing import Any
 
 log = logging.getLogger(__name__)
+WRITE_SLICE = 256 * 1024  # bytes sent under one write timeout
 
 
 def chunk(data: bytes) -> bytes:
@@ -42,9 +43,12 @@ class DirectSocket:
             return None
 
     def write(self, pending: bytes, data: bytes) -> bool:
-        """Send `pending` raw then `data` as a chunk, waiting at most the socket's timeout; False if it failed."""
+        """Send `pending` raw then `data` as a chunk; False if it failed. The socket's timeout bounds each
+        WRITE_SLICE, so a client that reads slowly but steadily is not dropped in the middle of a long catch-up."""
+        out = memoryview(pending + chunk(data) if data else pending)
         try:
-            self.sock.sendall(pending + chunk(data) if data else pending)
+            for start in range(0, len(out), WRITE_SLICE):
+                self.sock.sendall(out[start:start + WRITE_SLICE])
             return True
         except OSError as error:  # a timeout (the client stopped reading) or a closed connection
             log.info("stream dropped: %s", error.__class__.__name__)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 from alex.store.base import Store
 from alex.streaming.broadcaster import READ_LOG, Broadcaster, Subscriber
-from alex.streaming.direct import DirectSocket
+from alex.streaming.direct import WRITE_SLICE, DirectSocket
 from alex.streaming.sse import PING, encode_event, encode_frame
 from alex.streaming.window import Frame
 
@@ -65,8 +65,9 @@ class SessionStream:
             yield self._connected_frame()
             while (data := self._next_chunk()) is not None:
                 subscriber.last_write = time.monotonic()
-                if direct is None:
-                    yield data
+                if direct is None:  # the server's write timeout covers one yield: keep each one short
+                    for start in range(0, len(data), WRITE_SLICE):
+                        yield data[start:start + WRITE_SLICE]
                 elif not direct.write(self._take_pending(), data):
                     return  # the client is gone or stopped reading: nothing more can reach it
         finally:
