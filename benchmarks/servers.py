@@ -120,7 +120,8 @@ def start_alex(log_path: Path, data_dir: Path, llm_url: str, monitor: bool, **se
 
 def start_naive(log_path: Path, max_streams: int, monitor: bool) -> Server:
     """The naive app under gunicorn.conf.py's serving settings (benchmarks/naive_gunicorn_conf.py: one gevent
-    worker, the same connections, timeouts and access log), without alex's hooks."""
+    worker, the same connections and timeouts, one log line per request: gunicorn's access log, where alex
+    writes its own request line), without alex's hooks."""
     env = clean_env(NAIVE_MAX_STREAMS=str(max_streams), **({"BENCH_HUB_MONITOR": "0.01"} if monitor else {}))
     return Server("naive", ["-c", "benchmarks/naive_gunicorn_conf.py", "benchmarks.naive_app:app"], log_path,
                   env).wait_ready()

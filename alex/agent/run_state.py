@@ -24,8 +24,14 @@ class Run:
         self.last_content = ""
 
     def emit(self, event_type: str, **fields: Any) -> None:
-        """Publish one event of this task (logged, then streamed)."""
+        """Publish one event of this task (logged, then streamed), then let other greenlets run.
+
+        Publishing never waits, so a task whose LLM reply is already buffered would otherwise emit event
+        after event without a switch: the pump could not write them out, streams would fall out of their
+        window, and the gevent hub would be held for the whole burst. Under plain threads this is a GIL yield.
+        """
         self._publisher.publish(self.task["session_id"], event_type, task_id=self.task["id"], **fields)
+        time.sleep(0)
 
     def add_usage(self, usage: Any) -> None:
         """Add an API usage report (None when the API sent none)."""
