@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 GIL_SWITCH_INTERVAL_S = 0.0005
-
-
-def _os_sleep(seconds: float) -> None:
-    """Sleep the calling OS thread (time.sleep as it was before gevent patched it)."""
-    try:
-        from gevent import monkey
-    except ImportError:
-        time.sleep(seconds)
-        return
-    monkey.get_original("time", "sleep")(seconds)
 
 
 def gevent_threads_patched() -> bool:
@@ -60,19 +49,12 @@ class SerialOSThread:
             return self._gevent_thread.call(self._run, function, args)
         return self._executor.submit(self._run, function, args).result()
 
-    def submit(self, function: Callable[[], object], delay_s: float = 0.0) -> None:
-        """Queue `function()` on the worker thread without waiting for it (it must handle its own errors);
-        the thread first sleeps `delay_s` (calls queued behind it wait as long)."""
+    def submit(self, function: Callable[[], object]) -> None:
+        """Queue `function()` on the worker thread without waiting for it (it must handle its own errors)."""
         if self._gevent_thread is not None:
-            self._gevent_thread.submit(self._run, self._after, (delay_s, function))
+            self._gevent_thread.submit(self._run, function, ())
         else:
-            self._executor.submit(self._run, self._after, (delay_s, function))
-
-    @staticmethod
-    def _after(delay_s: float, function: Callable[[], object]) -> None:
-        if delay_s > 0:
-            _os_sleep(delay_s)
-        function()
+            self._executor.submit(self._run, function, ())
 
     def _run(self, function: Callable[..., T], args: tuple) -> T:
         self._thread_ident = threading.get_ident()

@@ -24,7 +24,6 @@ from alex.store.sqlite_thread import on_store_thread
 log = logging.getLogger(__name__)
 TRIM_EVERY = 256  # a session's log is trimmed to the retention after this many of its own appends
 ID_BLOCK = 10_000  # event ids reserved in the file at a time
-FLUSH_DELAY_S = 0.002  # appends of the next 2 ms join the same write (reads write the queue first anyway)
 LIVE_SESSIONS_CACHED = 100_000
 # A batch of [id, session_id, event_type, body] rows as one JSON parameter; rows of deleted sessions are skipped.
 _INSERT_BATCH = """
@@ -67,7 +66,7 @@ class SQLiteEvents:
             self._log_queue.append((event_id, session_id, event_type, body))
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self._thread.submit(self._flush_log_queue, delay_s=FLUSH_DELAY_S)
+            self._thread.submit(self._flush_log_queue)
         return StoredEvent(str(event_id), session_id, event_type, body)
 
     def _check_live(self, session_id: str) -> None:
