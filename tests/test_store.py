@@ -463,3 +463,15 @@ def test_appends_are_readable_at_once_and_written_in_order_under_concurrency(sto
     run_threads(append, 8)
     logged = [event.id for event in store.events_after("s1", "0", 1000)]
     assert sorted(logged, key=int) == logged and sorted(ids, key=int) == logged
+
+
+def test_id_blocks_are_recorded_ahead_and_the_recorded_bound_never_shrinks(make_store, monkeypatch):
+    monkeypatch.setattr("alex.store.sqlite_events.ID_BLOCK", 10)
+    store = make_store()
+    store.ensure_session("s1")
+    ids = [int(store.append_event("s1", "n", "{}").id) for _ in range(35)]
+    assert ids == list(range(ids[0], ids[0] + 35))
+    recorded = store._thread.call(lambda: store._connection.execute(
+        "SELECT value FROM meta WHERE key = 'event_ids_reserved'").fetchone()[0])
+    assert recorded >= ids[-1]  # every id handed out was covered by a recorded block before use
+    assert store._thread.call(store._reserve_ids, 1) == recorded  # an older, lower bound is ignored

@@ -60,8 +60,10 @@ class SQLiteEvents:
             self._check_live(session_id)
         with self._id_lock:  # ids increase in queue order
             event_id = self._next_event_id
-            if event_id > self._reserved_up_to:
+            if event_id > self._reserved_up_to:  # the next block was not recorded in time: wait for it
                 self._reserved_up_to = self._thread.call(self._reserve_ids, event_id)
+            elif event_id == self._reserved_up_to - ID_BLOCK // 2:  # record the next block ahead of need
+                self._thread.submit(self._reserve_next_block)
             self._next_event_id = event_id + 1
             self._log_queue.append((event_id, session_id, event_type, body))
         if not self._flush_scheduled:
@@ -84,13 +86,17 @@ class SQLiteEvents:
         return self._connection.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is not None
 
     def _reserve_ids(self, first: int) -> int:
-        """Record that ids up to `first + ID_BLOCK - 1` may be in use (store thread); returns that bound."""
-        up_to = first + ID_BLOCK - 1
+        """Record that ids up to `first + ID_BLOCK - 1` may be in use (store thread); returns the recorded
+        bound, which never decreases."""
         self._connection.execute(
             "INSERT INTO meta (key, value) VALUES ('event_ids_reserved', ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (up_to,),
+            "ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)", (first + ID_BLOCK - 1,),
         )
-        return up_to
+        return self._connection.execute("SELECT value FROM meta WHERE key = 'event_ids_reserved'").fetchone()[0]
+
+    def _reserve_next_block(self) -> None:
+        """Extend the reservation by a block (store thread, while half a block is left)."""
+        self._reserved_up_to = self._reserve_ids(self._reserved_up_to + 1)
 
     def _flush_log_queue(self) -> None:
         """Write the queue, and whatever joins it meanwhile (store thread)."""
