@@ -74,6 +74,10 @@ class SQLiteEvents:
     def _check_live(self, session_id: str) -> None:
         if not self._thread.call(self._session_exists, session_id):
             raise SessionGone(session_id)
+        self._mark_live(session_id)
+
+    def _mark_live(self, session_id: str) -> None:
+        """Remember that the session exists (until it is deleted, or the cache is full and starts over)."""
         if len(self._live_sessions) >= LIVE_SESSIONS_CACHED:
             self._live_sessions.clear()
         self._live_sessions.add(session_id)

@@ -21,8 +21,11 @@ _TASK_UPDATABLE = {
 class SQLiteTasks:
     """The task methods of SQLiteStore (needs `_connection`, `_transaction`, `_thread`)."""
 
-    @on_store_thread
     def create_task(self, task: dict[str, Any]) -> None:
+        self._thread.call(self._create_task, task)
+        self._mark_live(task["session_id"])  # its first event needs no check of the session
+
+    def _create_task(self, task: dict[str, Any]) -> None:
         with self._transaction() as connection:
             session = connection.execute(
                 "SELECT closing FROM sessions WHERE id = ?", (task["session_id"],)
