@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections import deque
+from collections import Counter, deque
 
 from alex.store.base import SessionGone, StoredEvent
 from alex.store.sqlite_thread import on_store_thread
@@ -125,8 +125,8 @@ class SQLiteEvents:
         try:
             with self._transaction() as connection:
                 connection.execute(_INSERT_BATCH, (json.dumps(batch, ensure_ascii=False),))
-                for session_id in {row[1] for row in batch}:
-                    self._trim_if_due(session_id, sum(1 for row in batch if row[1] == session_id))
+                for session_id, appended in Counter(row[1] for row in batch).items():
+                    self._trim_if_due(session_id, appended)
         except sqlite3.Error:
             log.exception("event log: a batch of %d events could not be written", len(batch))
 

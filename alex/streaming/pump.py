@@ -29,7 +29,7 @@ SLICE_S = 0.004  # longest run of writes between two yields to the hub
 # several per write (fewer system calls per delivery); the first event after a quiet spell goes out at once.
 BURST_S = 0.010
 COALESCE_S = 0.002
-PING_CHUNK = b"%X\r\n%b\r\n" % (len(PING), PING)
+PING_CHUNK = chunk(PING)
 Batch = tuple[bytes, str, tuple[int, ...]]  # (chunked bytes of the frames, last event id, its key)
 
 
