@@ -108,6 +108,9 @@ _SETTINGS: dict[str, tuple[str, Callable[[str], Any], str, str]] = {
     "ALEX_TOOLS": ("tools", _tools, ",".join(ALL_TOOLS), "tool names separated by commas: " + ", ".join(ALL_TOOLS)),
     "ALEX_TASK_LEASE_S": ("task_lease_s", _positive_float, "60", "a number of seconds > 0"),
     "ALEX_EVENT_RETENTION": ("event_retention", _positive_int, "10000", "an integer >= 1"),
+    "ALEX_EVENT_PENDING_MAX": ("event_pending_max", _positive_int, "50000",
+                               "an integer >= 1 (events kept in memory while the store cannot write; "
+                               "past it, tasks wait)"),
     "ALEX_WORKSPACE_MAX_MB": ("workspace_max_mb", _positive_int, "512", "an integer >= 1"),
     "ALEX_LOG_LEVEL": ("log_level", str.upper, "INFO", "DEBUG, INFO, WARNING or ERROR"),
     "ALEX_API_KEYS": ("api_keys", _origins, "", "API keys separated by commas (plain, or sha256:<hex digest>)"),
@@ -160,6 +163,7 @@ class Config:
     tools: tuple[str, ...]
     task_lease_s: float
     event_retention: int
+    event_pending_max: int
     workspace_max_mb: int
     log_level: str
     api_keys: tuple[str, ...]

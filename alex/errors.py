@@ -8,7 +8,10 @@ from flask import Flask, jsonify
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from alex.store.base import StoreUnavailable
+
 log = logging.getLogger(__name__)
+STORE_RETRY_AFTER_S = 5
 
 # Stable machine words for the HTTP errors werkzeug raises on its own.
 _HTTP_CODES = {
@@ -96,6 +99,14 @@ def register_errorhandlers(app: Flask) -> None:
     def handle_alex_error(error: AlexError):
         response = envelope(error.status, error.code, error.message, error.details)
         response.headers.update(error.headers)
+        return response
+
+    @app.errorhandler(StoreUnavailable)
+    def handle_store_unavailable(error: StoreUnavailable):
+        log.warning("store unavailable: %s", error)
+        response = envelope(503, "store_unavailable", "The server cannot save data right now; retry in a few seconds.",
+                            {"reason": str(error)})
+        response.headers["Retry-After"] = str(STORE_RETRY_AFTER_S)
         return response
 
     @app.errorhandler(ValidationError)

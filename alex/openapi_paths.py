@@ -60,7 +60,8 @@ def health() -> Operation:
         "parameters": [{"in": "query", "name": "deep", "schema": {"type": "string"},
                         "description": "`1` or `true`: also check that the store answers."}],
         "responses": {"200": ok("The server is up.", schemas.HealthSchema),
-                      "503": error(503, "`store_unavailable`: the deep check failed; `details.failing` names it.")},
+                      "503": error(503, "`store_unavailable`: the deep check failed (the store cannot read or "
+                                             "write); `details.failing` names it, `details.reasons` says why.")},
     }
 
 
@@ -76,7 +77,8 @@ def create_task() -> Operation:
             **api_errors(400, 409, 413, 415, 422, 429, 503,
                           e409="`session_busy`: the session runs a task already; `session_closed`: it is being "
                                "deleted.",
-                          e503="`overloaded`: the run queue is full, or the server is shutting down; see "
+                          e503="`overloaded`: the run queue is full, or the server is shutting down; "
+                               "`store_unavailable`: the store cannot write (locked, full, read-only); see "
                                "Retry-After."),
         },
     }

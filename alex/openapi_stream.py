@@ -46,9 +46,10 @@ def stream_operation() -> Operation:
         "parameters": [
             {"in": "query", "schema": StreamQuerySchema(exclude=("access_token",))},
             {"in": "header", "name": "Last-Event-ID", "required": False, "schema": {
-                "type": "string", "pattern": r"^\d{1,20}(-\d{1,20})?$"},
+                "type": "string", "pattern": r"^\d{1,19}$"},
              "description": "Resume after this event id (EventSource sends it on reconnect); wins over "
-                            "`last_event_id`."},
+                            "`last_event_id`. An id newer than the session's log resumes after it; one from "
+                            "before the session was created again (or never issued here) replays it all."},
         ],
         "responses": {
             "200": _stream_response(),
@@ -56,7 +57,8 @@ def stream_operation() -> Operation:
                       "deleted (EventSource stops reconnecting)."),
             **api_errors(
                 400, 404, 422, 429, 503,
-                e400="`session_id_required`: add `?session_id=<id>`; reuse it to reconnect to the same session.",
+                e400="`session_id_required`: add `?session_id=<id>`; reuse it to reconnect to the same session. "
+                     "`invalid_last_event_id`: the cursor is not an event id of this server.",
                 e404="`not_found`: the session belongs to another API key.",
                 e429="`too_many_streams`: this client holds ALEX_MAX_STREAMS_PER_CLIENT streams; see Retry-After.",
                 e503="`overloaded`: the server holds ALEX_MAX_STREAMS streams; `unavailable`: it is shutting "

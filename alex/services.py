@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from flask import current_app
@@ -13,6 +14,9 @@ from alex.store import build_bus, build_store
 from alex.store.base import Bus, Store
 from alex.streaming.broadcaster import Broadcaster
 from alex.streaming.publisher import Publisher
+
+log = logging.getLogger(__name__)
+FLUSH_AT_EXIT_S = 5.0
 
 
 @dataclass
@@ -28,9 +32,12 @@ class Services:
     runner: TaskRunner
 
     def shutdown(self, grace_s: float) -> None:
-        """SIGTERM: end every stream now (clients resume elsewhere), give tasks `grace_s`, then stop them."""
+        """SIGTERM: end every stream now (clients resume elsewhere), give tasks `grace_s`, then stop them, then
+        write every pending event (a few seconds at most) so that a new process replays all of them."""
         self.broadcaster.close_all()
         self.runner.drain(grace_s)
+        if not self.store.flush(FLUSH_AT_EXIT_S):
+            log.error("shutdown: pending events could not be written before exit")
 
     def close(self) -> None:
         """End streams and tasks, then release the bus and the store (process exit, tests)."""

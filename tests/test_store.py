@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,32 +14,6 @@ from alex.clock import now_iso
 from alex.store.base import SessionBusyError, SessionClosing, SessionGone
 from alex.store.sqlite import SQLiteStore
 from alex.store.sqlite_events import TRIM_EVERY
-
-
-@pytest.fixture
-def db_path(tmp_path) -> Path:
-    """Where the store's file lives."""
-    return tmp_path / "data" / "alex.sqlite3"
-
-
-@pytest.fixture
-def make_store(db_path) -> Iterator[Callable[..., SQLiteStore]]:
-    """Open stores over `db_path` (keyword options passed on), each closed at teardown (closing twice is fine)."""
-    stores: list[SQLiteStore] = []
-
-    def make(**options) -> SQLiteStore:
-        stores.append(SQLiteStore(db_path, **options))
-        return stores[-1]
-
-    yield make
-    for store in stores:
-        store.close()
-
-
-@pytest.fixture
-def store(make_store) -> SQLiteStore:
-    """A store over a fresh file, closed at teardown."""
-    return make_store()
 
 
 def new_task(store: SQLiteStore, session_id: str, task_id: str, text: str = "do it", owner: str = "") -> dict:
@@ -474,4 +447,4 @@ def test_id_blocks_are_recorded_ahead_and_the_recorded_bound_never_shrinks(make_
     recorded = store._thread.call(lambda: store._connection.execute(
         "SELECT value FROM meta WHERE key = 'event_ids_reserved'").fetchone()[0])
     assert recorded >= ids[-1]  # every id handed out was covered by a recorded block before use
-    assert store._thread.call(store._reserve_ids, 1) == recorded  # an older, lower bound is ignored
+    assert store._thread.call(store._events.reserve_ids, 1) == recorded  # an older, lower bound is ignored

@@ -8,7 +8,8 @@ from typing import Any
 
 from alex.clock import now_iso
 from alex.ids import new_task_id
-from alex.store.base import SessionGone, Store
+from alex.store.base import NewEvent, Store, StoredEvent
+from alex.store.retry import until_stored
 from alex.streaming.publisher import Publisher
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class TaskLifecycle:
 
     def start(self, task_id: str, worker: str, lease_until: float) -> bool:
         """Queued -> running; False when the task was cancelled (or taken) before it started."""
-        started = self._store.start_task(task_id, worker, lease_until)
+        started = until_stored(self._store.start_task, task_id, worker, lease_until)
         if started:
             log.info("task started", extra={"task_id": task_id})
             if self.on_started is not None:
@@ -95,12 +96,15 @@ class TaskLifecycle:
         self, task: dict[str, Any], status: str, event_type: str, task_fields: dict[str, Any],
         event_fields: dict[str, Any],
     ) -> bool:
-        if not self._store.finish_task(task["id"], status, **task_fields):
+        # The status and the terminal event are committed together: a crash leaves both or neither. While the
+        # store cannot write, the task waits here (its events are kept pending meanwhile, never dropped).
+        def finish_and_log(event: NewEvent) -> StoredEvent | None:
+            return self._store.finish_task_with_event(task["id"], status, event, **task_fields)
+
+        logged = until_stored(self._publisher.publish_logged, task["session_id"], event_type, finish_and_log,
+                              task_id=task["id"], **event_fields)
+        if logged is None:
             return False
-        try:
-            self._publisher.publish(task["session_id"], event_type, task_id=task["id"], **event_fields)
-        except SessionGone:
-            log.info("task %s ended after its session was deleted", task["id"])
         _log_end(task, status, event_fields)
         if self.on_ended is not None:
             self.on_ended(task["id"], status, event_fields.get("phase", ""))

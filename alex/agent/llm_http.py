@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import socket
 import threading
 import time
@@ -19,6 +20,7 @@ from urllib3.connectionpool import HTTPSConnectionPool
 
 from alex.agent.cancel import CancelToken
 from alex.agent.llm_types import LLMCancelled, LLMError, http_error
+from alex.textsafe import valid_unicode
 
 _ERROR_BODY_LIMIT = 64 * 1024
 _READ_SIZE = 64 * 1024
@@ -158,7 +160,8 @@ class HTTPCall:
         """POST the body; return the response when it is a 2xx, else raise the LLMError it means."""
         with self._translated("the request to"):
             self._response = self._session.post(
-                self._url, json=body, auth=self._auth, headers={"Accept": accept}, stream=True,
+                self._url, data=request_json(body), auth=self._auth, stream=True,
+                headers={"Accept": accept, "Content-Type": "application/json"},
                 allow_redirects=False, timeout=(self._connect_s, self._read_wait()),
             )
         if not 200 <= self._response.status_code < 300:
@@ -249,3 +252,9 @@ def _reason(error: BaseException) -> str:
         current = following
     first = error.args[0] if error.args and isinstance(error.args[0], str) else type(error).__name__
     return first[:200]
+
+
+def request_json(body: dict[str, Any]) -> bytes:
+    """The request body as UTF-8 JSON: text a tool or a file name made that UTF-8 cannot encode (a lone
+    surrogate) is sent as U+FFFD, which strict servers accept, rather than as an invalid `\\udcff` escape."""
+    return valid_unicode(json.dumps(body, ensure_ascii=False, allow_nan=False)).encode("utf-8")

@@ -17,6 +17,7 @@ from alex.agent.run_state import Run
 from alex.agent.tools import Tool, ToolContext, openai_tool_specs, run_tool
 from alex.config import Config
 from alex.store.base import SessionGone, Store
+from alex.store.retry import until_stored
 from alex.streaming.publisher import Publisher
 from alex.workspace import workspace_dir
 
@@ -75,9 +76,12 @@ class AgentLoop:
     def _run(self, run: Run) -> None:
         action_name, goal = self._analyse(run)
         run.emit("task_analysis", action_name=action_name, goal=goal)
-        conversation = self._store.get_session(run.task["session_id"])["messages"]
+        session = self._store.get_session(run.task["session_id"])
+        if session is None:  # deleted as the task started
+            raise SessionGone(run.task["session_id"])
+        conversation = session["messages"]
         conversation.append({"role": "user", "content": run.task["task"]})
-        self._store.save_messages(run.task["session_id"], conversation)
+        until_stored(self._store.save_messages, run.task["session_id"], conversation)
         answer = self._iterate(run, conversation)
         self._complete(run, answer, "completed")
 
@@ -102,12 +106,12 @@ class AgentLoop:
             completion = self._think(run, conversation)
             conversation.append(_assistant_message(completion))
             tools_run = [self._call_tool(run, call, conversation) for call in completion.tool_calls]
-            self._store.save_messages(run.task["session_id"], conversation)
+            until_stored(self._store.save_messages, run.task["session_id"], conversation)
             tokens = completion.usage.total_tokens if completion.usage else 0
             run.emit("iteration_complete", iteration=run.iteration, tokens_used=tokens, tools_run=len(tools_run))
             log.info("iteration %d done: tools [%s], %d tokens", run.iteration,
                      ", ".join(call.name for call in completion.tool_calls), tokens)
-            self._store.update_task(run.task["id"], iterations=run.iteration, **run.usage_fields())
+            until_stored(self._store.update_task, run.task["id"], iterations=run.iteration, **run.usage_fields())
             if not completion.tool_calls:
                 return completion.content
             if run.total_tokens > self._config.task_max_tokens:

@@ -9,7 +9,7 @@ from flask import Blueprint, Response, current_app, request
 
 from alex.errors import envelope
 from alex.services import services
-from alex.store.base import StoreError
+from alex.store.base import StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 bp = Blueprint("ops", __name__)
@@ -22,8 +22,9 @@ def health():
     if request.args.get("deep") in ("1", "true"):
         failing = _failing_parts()
         if failing:
-            return envelope(503, "store_unavailable", "A backend does not answer; see the server log.",
-                            {"failing": failing})
+            reasons = "; ".join(f"{part}: {reason}" for part, reason in failing.items())
+            return envelope(503, "store_unavailable", f"A backend cannot serve: {reasons}.",
+                            {"failing": list(failing), "reasons": failing})
     return {"status": "ok"}
 
 
@@ -34,16 +35,19 @@ def metrics():
     return Response(body, content_type=content_type)
 
 
-def _failing_parts() -> list[str]:
-    """The names of the backends that do not answer: "store", "redis"."""
+def _failing_parts() -> dict[str, str]:
+    """The backends that cannot serve ("store", "redis"), each with why."""
     svc = services()
-    failing = []
+    failing = {}
     try:
         svc.store.ping()
+    except StoreUnavailable as error:  # a fault alex recognised: locked, full, read-only (no paths or secrets)
+        failing["store"] = str(error)
     except StoreError:
-        failing.append("store")
+        log.exception("deep health: the store does not answer")
+        failing["store"] = "it does not answer; see the server log"
     if svc.config.redis_url and not redis_answers(svc.config.redis_url):
-        failing.append("redis")
+        failing["redis"] = "no answer to PING"
     return failing
 
 

@@ -9,11 +9,10 @@ from flask import Blueprint, Response, request
 
 from alex.api.inputs import query_args
 from alex.api.owner import current_owner, owned_session
-from alex.errors import AlexError, Overloaded, Unavailable, Unprocessable
+from alex.errors import AlexError, Overloaded, Unavailable
 from alex.schemas import StreamQuerySchema
 from alex.security.limits import client_id, enforce_stream_cap
 from alex.services import Services, services
-from alex.streaming.cursor import event_id_key, is_valid_event_id
 from alex.streaming.direct import direct_socket
 from alex.streaming.stream import SessionStream
 
@@ -27,6 +26,10 @@ class SessionIdRequired(AlexError):
     status, code = 400, "session_id_required"
 
 
+class InvalidCursor(AlexError):
+    status, code = 400, "invalid_last_event_id"
+
+
 @bp.get("/api/sse")
 def stream():
     """Stream the session's events: `connected` at once, then every event after the cursor, then live."""
@@ -36,7 +39,7 @@ def stream():
             "Add ?session_id=<id> (letters, digits, '_' or '-'); reuse it to reconnect to the same session."
         )
     args = query_args(_stream_query)
-    cursor = _client_cursor(args)
+    cursor = _client_cursor(svc, args)
     session_id = args["session_id"]
     if svc.store.get_session(session_id) is None:
         if cursor not in (None, "0"):
@@ -47,15 +50,18 @@ def stream():
     return _open_stream(svc, session_id, cursor)
 
 
-def _client_cursor(args: dict) -> str | None:
-    """The Last-Event-ID header, else ?last_event_id=, else None (start from the newest event)."""
-    header = request.headers.get("Last-Event-ID")
-    if header is not None and header.strip():
-        if not is_valid_event_id(header.strip()):
-            raise Unprocessable("Last-Event-ID is not an event id of this server.",
-                                details={"Last-Event-ID": ["Must be an event id."]})
-        return header.strip()
-    return args.get("last_event_id")
+def _client_cursor(svc: Services, args: dict) -> str | None:
+    """The Last-Event-ID header, else ?last_event_id=, else None (start from the newest event); a value that
+    is not an event id of this server is refused (400) rather than silently read as "from the start"."""
+    header = request.headers.get("Last-Event-ID", "").strip()
+    source, cursor = ("Last-Event-ID", header) if header else ("last_event_id", args.get("last_event_id"))
+    if cursor is not None and not svc.store.is_event_id(cursor):
+        raise InvalidCursor(
+            f"{source} is not an event id of this server: send the `id` of the last event received "
+            "(0 replays the whole session), or leave it out to start from the newest event.",
+            details={source: ["Must be an event id."]},
+        )
+    return cursor
 
 
 def _open_stream(svc: Services, session_id: str, cursor: str | None) -> Response:
@@ -67,12 +73,10 @@ def _open_stream(svc: Services, session_id: str, cursor: str | None) -> Response
     enforce_stream_cap(svc.broadcaster, client, svc.config.max_streams_per_client)
     subscriber = svc.broadcaster.subscribe(session_id, client=client)
     try:
-        latest = svc.store.latest_event_id(session_id) or "0"
+        cursor = svc.store.resume_cursor(session_id, cursor)
     except BaseException:
         svc.broadcaster.unsubscribe(subscriber)
         raise
-    if cursor is None or event_id_key(cursor) > event_id_key(latest):
-        cursor = latest if cursor is None else "0"  # a cursor from the future (a deleted session's) replays all
     sock = request.environ.get("gunicorn.socket")
     if sock is not None:
         # Bound every write: a client that stops reading is dropped instead of pinning a greenlet.

@@ -14,6 +14,10 @@ class StoreError(Exception):
     """A store operation could not be carried out."""
 
 
+class StoreUnavailable(StoreError):
+    """The store cannot carry out writes right now (locked, full, read-only, unreachable); retry later."""
+
+
 class SessionGone(StoreError):
     """The session was deleted (or never existed); nothing can be appended to it."""
 
@@ -31,6 +35,15 @@ class StoredEvent:
     """One entry of a session's event log; `body` is the event's JSON object without its `id`."""
 
     id: str
+    session_id: str
+    event_type: str
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event not yet logged: the log gives it its id."""
+
     session_id: str
     event_type: str
     body: str
@@ -92,6 +105,10 @@ class Store(Protocol):
     def finish_task(self, task_id: str, status: str, **fields: Any) -> bool:
         """Move an active task to a terminal status; False when it had already ended (exactly-once)."""
 
+    def finish_task_with_event(self, task_id: str, status: str, event: NewEvent, **fields: Any) -> StoredEvent | None:
+        """`finish_task` and the append of its terminal `event` in one commit (both or neither, after every
+        event appended before); the logged event, or None when the task had already ended."""
+
     def append_event(self, session_id: str, event_type: str, body: str) -> StoredEvent:
         """Append to the session's log and return the event with its new id; SessionGone if deleted."""
 
@@ -101,8 +118,20 @@ class Store(Protocol):
     def latest_event_id(self, session_id: str) -> str | None:
         """The id of the session's newest logged event, or None."""
 
+    def is_event_id(self, value: str) -> bool:
+        """True when `value` has the form of this store's event ids (a cursor a client may send)."""
+
+    def resume_cursor(self, session_id: str, cursor: str | None) -> str:
+        """Where a stream of the session resumes: after `cursor` when it is an id of this incarnation of the
+        session (also one newer than its newest logged event: a client that saw events a crash lost), "0"
+        for a cursor of an earlier incarnation (deleted and created again) or never issued by this store,
+        and after the newest event when `cursor` is None."""
+
+    def flush(self, timeout_s: float) -> bool:
+        """Write every pending event; False when the store could not within `timeout_s` (they stay pending)."""
+
     def ping(self) -> None:
-        """Raise StoreError when the store cannot be reached (deep health check)."""
+        """Raise StoreUnavailable naming the fault when the store cannot be read or written (deep health check)."""
 
     def close(self) -> None:
         """Release connections and threads."""

@@ -1,14 +1,19 @@
-"""SQLite store, event log: appends queued in memory and written in batches; reads after a cursor; retention.
+"""SQLite store, event log: appends pending in memory and written behind in batches; reads after a cursor.
 
-An append gets its id at once (a counter the store owns) and joins the log queue; the store thread writes
-the queue in one transaction soon after, and before any read of the log or deletion of a session (they run on
-the same thread, in order), so every reader sees every event appended before its read. A publisher thus
-never waits for SQLite or for a trip to the store thread: its event is in the log (the queue and the table
-read as one) before it is broadcast.
+An append gets its id at once (a counter the log owns) and joins the pending queue; the store thread writes
+the queue in one transaction soon after, and before any read of the log or deletion of a session (they run
+on the same thread, in order). A publisher thus never waits for SQLite: its event is in the log (the pending
+queue and the table read as one) before it is broadcast.
 
-Ids stay unique across restarts: they are reserved in blocks, and a block is recorded in the file before
-any of its ids is handed out, so ids never repeat even if the process dies with events still queued (those
-are lost, as a commit would be lost in a crash a moment earlier).
+Nothing pending is ever dropped. Events leave the queue only once committed. When the store cannot write
+(a lock held elsewhere, a full disk, a read-only file) the batch stays pending, `fault` says why, and the
+write is retried with backoff until it succeeds; reads still see the pending events. A row whose content
+cannot be written (bytes SQLite refuses) is written in a safe form instead, never taking its batch down.
+Past `max_pending` events, appending waits for the writer (back-pressure on the task that publishes).
+
+Ids stay unique across restarts: they are reserved in blocks, and a block is recorded durably in the file
+(synchronous=FULL) before any of its ids is handed out, so ids never repeat even after a crash with events
+still pending (those are lost, as a commit would be lost in a crash a moment earlier).
 """
 
 from __future__ import annotations
@@ -16,154 +21,327 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import threading
+import time
 from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from typing import TypeVar
 
-from alex.store.base import SessionGone, StoredEvent
-from alex.store.sqlite_thread import on_store_thread
+from alex.store.base import NewEvent, SessionGone, StoredEvent, StoreUnavailable
+from alex.store.oswork import SerialOSThread
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+Row = tuple[int, str, str, str]  # id, session_id, event_type, body
 TRIM_EVERY = 256  # a session's log is trimmed to the retention after this many of its own appends
 ID_BLOCK = 10_000  # event ids reserved in the file at a time
 LIVE_SESSIONS_CACHED = 100_000
-# A batch of [id, session_id, event_type, body] rows as one JSON parameter; rows of deleted sessions are skipped.
+RETRY_FIRST_S, RETRY_MAX_S = 0.05, 2.0  # backoff of the writer while the store cannot write
+ROOM_POLL_S = 0.02  # how often a publisher held back by a full queue looks again
+# Errors that mean "this store cannot write now": the batch stays pending and is retried.
+STORE_FAULTS = (sqlite3.OperationalError,)
+# Errors that mean "this content cannot be written": the offending rows are written in a safe form.
+CONTENT_FAULTS = (ValueError, sqlite3.DataError, sqlite3.IntegrityError, sqlite3.InterfaceError,
+                  sqlite3.ProgrammingError)
+# A batch of [id, session_id, event_type, body] rows as one JSON parameter. A row is skipped when its session
+# is gone or was created again after the id was given (an event of an earlier incarnation).
 _INSERT_BATCH = """
     INSERT INTO events (id, session_id, event_type, body)
     SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
            json_extract(value, '$[3]')
     FROM json_each(?)
-    WHERE EXISTS (SELECT 1 FROM sessions WHERE id = json_extract(value, '$[1]'))
-"""  # sessions known to exist (appends to them need no trip to the store thread)
+    WHERE EXISTS (SELECT 1 FROM sessions WHERE id = json_extract(value, '$[1]')
+                  AND COALESCE(first_event_id, 0) <= json_extract(value, '$[0]'))
+"""
+_UNSTORABLE = "this event could not be stored"
 
 
-class SQLiteEvents:
-    """The event-log methods of SQLiteStore (needs `_connection`, `_transaction`, `_thread`, `_event_retention`).
+class SQLiteEventLog:
+    """The event log of SQLiteStore; made on the store thread once the schema exists.
 
-    `_start_event_log()` must run once on the store thread after the schema exists.
+    `transaction` opens a write transaction on `connection` (both used on the store thread only).
     """
 
-    def _start_event_log(self) -> None:
-        self._log_queue: deque[tuple[int, str, str, str]] = deque()  # shared with the store thread (atomic ops)
+    def __init__(
+        self, thread: SerialOSThread, connection: sqlite3.Connection,
+        transaction: Callable[[], AbstractContextManager[sqlite3.Connection]], *, retention: int, max_pending: int,
+    ):
+        self._thread = thread
+        self._connection = connection
+        self._transaction = transaction
+        self._retention = retention
+        self._max_pending = max_pending
+        self._pending: deque[Row] = deque()  # appended by publishers, popped by the store thread after a commit
         self._flush_scheduled = False
+        self._retry_scheduled = False
+        self._retry_s = RETRY_FIRST_S
+        self.fault: str | None = None  # why the last write failed, until a write succeeds (store thread sets it)
         self._live_sessions: set[str] = set()
         self._appends_since_trim: dict[str, int] = {}  # per session; touched only on the store thread
-        row = self._connection.execute(
+        self._id_lock = threading.Lock()
+        row = connection.execute(
             """SELECT MAX(COALESCE((SELECT value FROM meta WHERE key = 'event_ids_reserved'), 0),
                           COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0),
                           COALESCE((SELECT MAX(id) FROM events), 0))"""
         ).fetchone()
         self._next_event_id = row[0] + 1
-        self._reserved_up_to = self._reserve_ids(self._next_event_id)
+        self._reserved_up_to = self.reserve_ids(self._next_event_id)
 
-    def append_event(self, session_id: str, event_type: str, body: str) -> StoredEvent:
-        """Give the event the next id and queue it for the log; SessionGone if the session does not exist."""
+    # -- appending (any thread or greenlet) -------------------------------------------------------------------
+
+    def append(self, session_id: str, event_type: str, body: str) -> StoredEvent:
+        """Give the event the next id and queue it for the log; SessionGone if the session does not exist.
+
+        Waits (never failing) while `max_pending` events are pending or the next block of ids cannot be
+        recorded: the publishing task is held back until the store writes again.
+        """
         if session_id not in self._live_sessions:
             self._check_live(session_id)
+        if len(self._pending) >= self._max_pending:
+            self._wait_for_room()
         with self._id_lock:  # ids increase in queue order
-            event_id = self._next_event_id
-            if event_id > self._reserved_up_to:  # the next block was not recorded in time: wait for it
-                self._reserved_up_to = self._thread.call(self._reserve_ids, event_id)
-            elif event_id == self._reserved_up_to - ID_BLOCK // 2:  # record the next block ahead of need
-                self._thread.submit(self._reserve_next_block)
-            self._next_event_id = event_id + 1
-            self._log_queue.append((event_id, session_id, event_type, body))
+            event_id = self._take_id()
+            self._pending.append((event_id, session_id, event_type, body))
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self._thread.submit(self._flush_log_queue)
+            self._thread.submit(self._flush)
         return StoredEvent(str(event_id), session_id, event_type, body)
+
+    def new_id(self) -> int:
+        """An id for an event written by the caller itself (a terminal event committed with its task)."""
+        with self._id_lock:
+            return self._take_id()
+
+    def _take_id(self) -> int:
+        """The next id (under `_id_lock`), recording the next block of ids first when needed."""
+        event_id = self._next_event_id
+        if event_id > self._reserved_up_to:  # the next block was not recorded in time: wait for it
+            self._reserved_up_to = self._reserve_blocking(event_id)
+        elif event_id == self._reserved_up_to - ID_BLOCK // 2:  # record the next block ahead of need
+            self._thread.submit(self._reserve_next_block)
+        self._next_event_id = event_id + 1
+        return event_id
+
+    def _reserve_blocking(self, first: int) -> int:
+        """Record the block starting at `first`, retrying with backoff while the store cannot write."""
+        wait_s = RETRY_FIRST_S
+        while True:
+            try:
+                return self._thread.call(self.reserve_ids, first)
+            except STORE_FAULTS as error:
+                log.warning("event log: the next block of ids cannot be recorded (%s); retrying", error)
+            time.sleep(wait_s)
+            wait_s = min(wait_s * 2, RETRY_MAX_S)
+
+    def _wait_for_room(self) -> None:
+        """Hold the publisher until the writer has made room (it yields to the hub under gevent)."""
+        log.warning("event log: %d events wait to be written (%s); publishing waits", len(self._pending),
+                    self.fault or "the store is slow")
+        while len(self._pending) >= self._max_pending:
+            time.sleep(ROOM_POLL_S)
 
     def _check_live(self, session_id: str) -> None:
         if not self._thread.call(self._session_exists, session_id):
             raise SessionGone(session_id)
-        self._mark_live(session_id)
+        self.mark_live(session_id)
 
-    def _mark_live(self, session_id: str) -> None:
+    def mark_live(self, session_id: str) -> None:
         """Remember that the session exists (until it is deleted, or the cache is full and starts over)."""
         if len(self._live_sessions) >= LIVE_SESSIONS_CACHED:
             self._live_sessions.clear()
         self._live_sessions.add(session_id)
 
-    def _forget_session(self, session_id: str) -> None:
+    def forget(self, session_id: str) -> None:
         """Before a deletion: the next append to this session checks the table again."""
         self._live_sessions.discard(session_id)
+
+    @property
+    def issued_up_to(self) -> int:
+        """The highest id this log may have handed out (ids up to it belong to this store's history)."""
+        return self._next_event_id - 1
+
+    # -- ids (store thread) -----------------------------------------------------------------------------------
 
     def _session_exists(self, session_id: str) -> bool:
         return self._connection.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is not None
 
-    def _reserve_ids(self, first: int) -> int:
-        """Record that ids up to `first + ID_BLOCK - 1` may be in use (store thread); returns the recorded
-        bound, which never decreases."""
-        self._connection.execute(
-            "INSERT INTO meta (key, value) VALUES ('event_ids_reserved', ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)", (first + ID_BLOCK - 1,),
-        )
-        return self._connection.execute("SELECT value FROM meta WHERE key = 'event_ids_reserved'").fetchone()[0]
+    def reserve_ids(self, first: int) -> int:
+        """Record durably that ids up to `first + ID_BLOCK - 1` may be in use (store thread); returns the
+        recorded bound, which never decreases."""
+        connection = self._connection
+        connection.execute("PRAGMA synchronous=FULL")  # ids must never repeat, even after a power loss
+        try:
+            connection.execute(
+                "INSERT INTO meta (key, value) VALUES ('event_ids_reserved', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)", (first + ID_BLOCK - 1,),
+            )
+        finally:
+            connection.execute("PRAGMA synchronous=NORMAL")
+        return connection.execute("SELECT value FROM meta WHERE key = 'event_ids_reserved'").fetchone()[0]
 
     def _reserve_next_block(self) -> None:
         """Extend the reservation by a block (store thread, while half a block is left)."""
-        self._reserved_up_to = self._reserve_ids(self._reserved_up_to + 1)
+        self._reserved_up_to = self.reserve_ids(self._reserved_up_to + 1)
 
-    def _flush_log_queue(self) -> None:
-        """Write the queue, and whatever joins it meanwhile (store thread)."""
+    # -- writing (store thread) -------------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        """Write the pending events, and whatever joins them meanwhile; on a fault, retry later."""
         while True:
-            self._write_queued_events()
+            try:
+                self.commit_pending()
+            except StoreUnavailable:
+                return  # retried later; `_flush_scheduled` stays set meanwhile
+            except Exception as error:  # never give up: whatever failed, the events stay pending and are retried
+                log.exception("event log: writing %d pending events failed", len(self._pending))
+                self._note_fault(error, len(self._pending))
+                return
             self._flush_scheduled = False
-            if not self._log_queue:
+            if not self._pending:
                 return
             self._flush_scheduled = True  # an append slipped in after the last write: take it too
 
-    def _write_queued_events(self) -> None:
-        """One statement for every queued event (store thread); an event of a deleted session is dropped.
+    def write_if_healthy(self) -> None:
+        """Before a read: write what is pending unless the store is failing (the scheduled retry will)."""
+        if self.fault is None and self._pending:
+            try:
+                self.commit_pending()
+            except StoreUnavailable:
+                pass
+
+    def commit_pending(self, then: Callable[[sqlite3.Connection], T] | None = None) -> T | None:
+        """In one transaction, write every pending event, then run `then` (store thread); return its result.
+
+        Raises StoreUnavailable when the store cannot write: nothing was written and the events stay pending.
+        """
+        batch = list(self._pending)  # a snapshot: publishers only append on the right
+        try:
+            with self._transaction() as connection:
+                if batch:
+                    self._insert(connection, batch)
+                    for session_id, appended in Counter(row[1] for row in batch).items():
+                        self._trim_if_due(session_id, appended)
+                elif then is None and self.fault is not None:  # nothing pending: a real write tells if it is over
+                    write_probe(connection)
+                result = then(connection) if then is not None else None
+        except STORE_FAULTS as error:
+            self._note_fault(error, len(batch))
+            raise StoreUnavailable(self.fault or str(error)) from None
+        for _ in batch:
+            self._pending.popleft()
+        if self.fault is not None:
+            log.warning("event log: the store writes again; %d pending events written", len(batch))
+            self.fault = None
+        self._retry_s = RETRY_FIRST_S
+        return result
+
+    def insert_one(self, connection: sqlite3.Connection, event: NewEvent, event_id: int) -> StoredEvent:
+        """Write one event the caller gave an id (inside the caller's transaction)."""
+        self._insert(connection, [(event_id, event.session_id, event.event_type, event.body)])
+        return StoredEvent(str(event_id), event.session_id, event.event_type, event.body)
+
+    def _insert(self, connection: sqlite3.Connection, rows: list[Row]) -> None:
+        """One statement for all rows; if their content is refused, each row alone, in a safe form if need be.
 
         One statement, not one per event: the sqlite3 module lets go of the GIL around every step, and taking
         it back from a busy hub can wait the switch interval each time.
         """
-        batch = []
-        while self._log_queue:
-            batch.append(self._log_queue.popleft())
-        if not batch:
-            return
         try:
-            with self._transaction() as connection:
-                connection.execute(_INSERT_BATCH, (json.dumps(batch, ensure_ascii=False),))
-                for session_id, appended in Counter(row[1] for row in batch).items():
-                    self._trim_if_due(session_id, appended)
-        except sqlite3.Error:
-            log.exception("event log: a batch of %d events could not be written", len(batch))
+            connection.execute(_INSERT_BATCH, (json.dumps(rows, ensure_ascii=False),))
+        except CONTENT_FAULTS as error:
+            if len(rows) > 1:
+                for row in rows:
+                    self._insert(connection, [row])
+                return
+            log.error("event log: event %s could not be written as it is (%s); writing it in a safe form",
+                      rows[0][0], type(error).__name__)
+            for safe in _safe_forms(rows[0]):
+                try:
+                    connection.execute(_INSERT_BATCH, (json.dumps([safe]),))
+                    return
+                except CONTENT_FAULTS:
+                    continue
+            log.error("event log: event %s could not be written in any form", rows[0][0])
+
+    def _note_fault(self, error: BaseException, pending: int) -> None:
+        """Remember why writing failed (writes are refused at once meanwhile) and retry until one succeeds."""
+        reason = f"the store cannot write: {error}"
+        if self.fault is None:
+            log.error("event log: %s; %d events kept pending and retried until written", reason, pending)
+        self.fault = reason
+        if not self._retry_scheduled:
+            self._retry_scheduled = True
+            self._thread.call_later(self._retry_s, self._retry)
+            self._retry_s = min(self._retry_s * 2, RETRY_MAX_S)
+
+    def _retry(self) -> None:
+        self._retry_scheduled = False
+        self._flush()
 
     def _trim_if_due(self, session_id: str, appended: int) -> None:
         """Trim every TRIM_EVERY appends of this session (ids are global: `id % 256` could skip a session)."""
         count = self._appends_since_trim.get(session_id, 0) + appended
         if count >= TRIM_EVERY:
-            self._trim_events(session_id)
+            self._connection.execute(
+                """DELETE FROM events WHERE session_id = ? AND id <= (
+                       SELECT id FROM events WHERE session_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)""",
+                (session_id, session_id, self._retention),
+            )
             count = 0
         self._appends_since_trim[session_id] = count
 
-    def _trim_events(self, session_id: str) -> None:
-        """Keep only the newest `event_retention` events of the session."""
-        self._connection.execute(
-            """DELETE FROM events WHERE session_id = ? AND id <= (
-                   SELECT id FROM events WHERE session_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)""",
-            (session_id, session_id, self._event_retention),
-        )
+    def report_lost(self) -> None:
+        """At exit with the store still failing: say how many events never reached the file."""
+        if self._pending:
+            log.error("event log: %d events could not be written before exit (%s)", len(self._pending), self.fault)
 
-    @on_store_thread
-    def events_after(self, session_id: str, cursor: str, limit: int) -> list[StoredEvent]:
-        self._write_queued_events()
+    def dropped(self, session_id: str) -> None:
+        """After a session's deletion (store thread)."""
+        self._appends_since_trim.pop(session_id, None)
+
+    # -- reading (store thread) -------------------------------------------------------------------------------
+
+    def events_after(self, session_id: str, after: int, limit: int) -> list[StoredEvent]:
+        """Up to `limit` events of the session with ids after `after`: the table, then what is still pending."""
+        self.write_if_healthy()
         rows = self._connection.execute(
             "SELECT id, event_type, body FROM events WHERE session_id = ? AND id > ? ORDER BY id LIMIT ?",
-            (session_id, _numeric_cursor(cursor), limit),
+            (session_id, after, limit),
         ).fetchall()
-        return [StoredEvent(str(row[0]), session_id, row[1], row[2]) for row in rows]
+        events = [StoredEvent(str(row[0]), session_id, row[1], row[2]) for row in rows]
+        if len(events) < limit and self._pending:
+            newest = int(events[-1].id) if events else after
+            events += [StoredEvent(str(row[0]), session_id, row[2], row[3])
+                       for row in self._pending_of(session_id, newest)][:limit - len(events)]
+        return events
 
-    @on_store_thread
-    def latest_event_id(self, session_id: str) -> str | None:
-        self._write_queued_events()
-        row = self._connection.execute(
-            "SELECT MAX(id) FROM events WHERE session_id = ?", (session_id,)
-        ).fetchone()
-        return None if row[0] is None else str(row[0])
+    def latest_id(self, session_id: str) -> int:
+        """The id of the session's newest event (pending or written), 0 when it has none."""
+        self.write_if_healthy()
+        pending = [row[0] for row in self._pending_of(session_id, 0)]
+        if pending:
+            return pending[-1]
+        row = self._connection.execute("SELECT MAX(id) FROM events WHERE session_id = ?", (session_id,)).fetchone()
+        return row[0] or 0
+
+    def _pending_of(self, session_id: str, after: int) -> Iterator[Row]:
+        return (row for row in list(self._pending) if row[1] == session_id and row[0] > after)
 
 
-def _numeric_cursor(cursor: str) -> int:
-    """SQLite event ids are integers; a cursor that is not one reads from the start."""
-    return int(cursor) if cursor.isdigit() else 0
+def write_probe(connection: sqlite3.Connection) -> None:
+    """A small real write (a full disk or a lock held elsewhere shows here)."""
+    connection.execute("INSERT INTO meta (key, value) VALUES ('write_probe', 1) "
+                       "ON CONFLICT (key) DO UPDATE SET value = value + 1")
+
+
+def _safe_forms(row: Row) -> Iterator[Row]:
+    """What to write instead of a row SQLite refused: its text with unencodable characters escaped, then a stub."""
+    event_id, session_id, event_type, body = (row[0], *(_escaped(text) for text in row[1:]))
+    yield event_id, session_id, event_type, body
+    yield event_id, session_id, event_type, json.dumps({"event_type": event_type, "error": _UNSTORABLE})
+
+
+def _escaped(text: str) -> str:
+    """`text` with every character UTF-8 cannot encode (a lone surrogate) written as a `\\uXXXX` escape."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

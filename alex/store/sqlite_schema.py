@@ -1,5 +1,7 @@
 """The SQLite schema of the embedded store (idempotent: safe to run at every start)."""
 
+import sqlite3
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
     id TEXT PRIMARY KEY,
@@ -7,6 +9,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     messages TEXT NOT NULL DEFAULT '[]',
     todos TEXT NOT NULL DEFAULT '[]',
     closing INTEGER NOT NULL DEFAULT 0,
+    first_event_id INTEGER,  -- ids below it belong to an earlier session of the same name (NULL: any)
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
@@ -46,3 +49,11 @@ CREATE TABLE IF NOT EXISTS meta (
     value INTEGER NOT NULL
 );
 """
+
+
+def migrate(connection: sqlite3.Connection) -> None:
+    """Create what is missing: the tables, and columns added since a file was made."""
+    connection.executescript(SCHEMA)
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(sessions)")}
+    if "first_event_id" not in columns:
+        connection.execute("ALTER TABLE sessions ADD COLUMN first_event_id INTEGER")

@@ -7,18 +7,19 @@ from typing import Any
 
 from alex.clock import now_iso
 from alex.store.base import SessionGone
-from alex.store.sqlite_thread import on_store_thread
+from alex.store.sqlite_thread import on_store_thread, store_write
+from alex.textsafe import valid_unicode
 
 
 class SQLiteSessions:
-    """The session methods of SQLiteStore (needs `_connection`, `_transaction`, `_thread`)."""
+    """The session methods of SQLiteStore (needs `_connection`, `_transaction`, `_thread`, `_events`)."""
 
-    @on_store_thread
+    @store_write
     def ensure_session(self, session_id: str, owner: str = "") -> bool:
         now = now_iso()
         cursor = self._connection.execute(
-            "INSERT OR IGNORE INTO sessions (id, owner, created_at, updated_at) VALUES (?, ?, ?, ?)",
-            (session_id, owner, now, now),
+            "INSERT OR IGNORE INTO sessions (id, owner, first_event_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+            (session_id, owner, self._events.issued_up_to + 1, now, now),
         )
         return cursor.rowcount == 1
 
@@ -52,36 +53,40 @@ class SQLiteSessions:
         ]
         return sessions, total
 
-    @on_store_thread
+    @store_write
     def mark_session_closing(self, session_id: str) -> bool:
         cursor = self._connection.execute("UPDATE sessions SET closing = 1 WHERE id = ?", (session_id,))
         return cursor.rowcount == 1
 
     def delete_session(self, session_id: str) -> bool:
-        self._forget_session(session_id)
-        return self._thread.call(self._delete_session, session_id)
+        self._events.forget(session_id)
+        return self._delete_session(session_id)
 
+    @store_write
     def _delete_session(self, session_id: str) -> bool:
-        self._write_queued_events()  # its queued events go in first, then out with the rest
-        with self._transaction() as connection:
-            connection.execute("DELETE FROM events WHERE session_id = ?", (session_id,))
-            connection.execute("DELETE FROM tasks WHERE session_id = ?", (session_id,))
-            cursor = connection.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
-        self._appends_since_trim.pop(session_id, None)
-        return cursor.rowcount == 1
+        # Its pending events go in first (one transaction with the deletion), then out with the rest.
+        deleted = self._events.commit_pending(lambda connection: _delete_rows(connection, session_id))
+        self._events.dropped(session_id)
+        return deleted
 
-    @on_store_thread
+    @store_write
     def save_messages(self, session_id: str, messages: list[dict[str, Any]]) -> None:
         self._update_session_json(session_id, "messages", messages)
 
-    @on_store_thread
+    @store_write
     def save_todos(self, session_id: str, todos: list[dict[str, Any]]) -> None:
         self._update_session_json(session_id, "todos", todos)
 
     def _update_session_json(self, session_id: str, column: str, value: Any) -> None:
         cursor = self._connection.execute(
             f"UPDATE sessions SET {column} = ?, updated_at = ? WHERE id = ?",
-            (json.dumps(value, ensure_ascii=False), now_iso(), session_id),
+            (valid_unicode(json.dumps(value, ensure_ascii=False)), now_iso(), session_id),
         )
         if cursor.rowcount != 1:
             raise SessionGone(session_id)
+
+
+def _delete_rows(connection: Any, session_id: str) -> bool:
+    connection.execute("DELETE FROM events WHERE session_id = ?", (session_id,))
+    connection.execute("DELETE FROM tasks WHERE session_id = ?", (session_id,))
+    return connection.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount == 1

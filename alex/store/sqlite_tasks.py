@@ -5,8 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from alex.clock import now_iso
-from alex.store.base import ACTIVE_STATUSES, SessionBusyError, SessionClosing, SessionGone, StoreError
-from alex.store.sqlite_thread import on_store_thread
+from alex.store.base import (
+    ACTIVE_STATUSES,
+    NewEvent,
+    SessionBusyError,
+    SessionClosing,
+    SessionGone,
+    StoredEvent,
+    StoreError,
+)
+from alex.store.sqlite_thread import on_store_thread, store_write
 
 _TASK_COLUMNS = (
     "id, session_id, owner, task, status, created_at, started_at, finished_at, final_answer, error,"
@@ -19,12 +27,13 @@ _TASK_UPDATABLE = {
 
 
 class SQLiteTasks:
-    """The task methods of SQLiteStore (needs `_connection`, `_transaction`, `_thread`)."""
+    """The task methods of SQLiteStore (needs `_connection`, `_transaction`, `_thread`, `_events`)."""
 
     def create_task(self, task: dict[str, Any]) -> None:
-        self._thread.call(self._create_task, task)
-        self._mark_live(task["session_id"])  # its first event needs no check of the session
+        self._create_task(task)
+        self._events.mark_live(task["session_id"])  # its first event needs no check of the session
 
+    @store_write
     def _create_task(self, task: dict[str, Any]) -> None:
         with self._transaction() as connection:
             session = connection.execute(
@@ -78,7 +87,7 @@ class SQLiteTasks:
         ).fetchone()
         return dict(row) if row is not None else None
 
-    @on_store_thread
+    @store_write
     def renew_leases(self, task_ids: list[str], lease_until: float) -> None:
         self._connection.executemany(
             "UPDATE tasks SET lease_until = ? WHERE id = ? AND status IN ('queued', 'running')",
@@ -94,7 +103,7 @@ class SQLiteTasks:
         ).fetchall()
         return [dict(row) for row in rows]
 
-    @on_store_thread
+    @store_write
     def start_task(self, task_id: str, worker: str, lease_until: float) -> bool:
         cursor = self._connection.execute(
             "UPDATE tasks SET status = 'running', started_at = ?, worker = ?, lease_until = ?"
@@ -103,14 +112,30 @@ class SQLiteTasks:
         )
         return cursor.rowcount == 1
 
-    @on_store_thread
+    @store_write
     def update_task(self, task_id: str, **fields: Any) -> None:
         self._set_task_fields(task_id, fields, only_active=False)
 
-    @on_store_thread
+    @store_write
     def finish_task(self, task_id: str, status: str, **fields: Any) -> bool:
-        fields = {"finished_at": now_iso(), **fields}
-        return self._set_task_fields(task_id, fields, only_active=True, status=status)
+        return self._events.commit_pending(lambda _: self._finish(task_id, status, fields))
+
+    def finish_task_with_event(self, task_id: str, status: str, event: NewEvent, **fields: Any) -> StoredEvent | None:
+        return self._finish_with_event(task_id, status, event, self._events.new_id(), fields)
+
+    @store_write
+    def _finish_with_event(
+        self, task_id: str, status: str, event: NewEvent, event_id: int, fields: dict[str, Any]
+    ) -> StoredEvent | None:
+        def finish_and_log(connection: Any) -> StoredEvent | None:
+            if not self._finish(task_id, status, fields):
+                return None
+            return self._events.insert_one(connection, event, event_id)
+
+        return self._events.commit_pending(finish_and_log)
+
+    def _finish(self, task_id: str, status: str, fields: dict[str, Any]) -> bool:
+        return self._set_task_fields(task_id, {"finished_at": now_iso(), **fields}, only_active=True, status=status)
 
     def _set_task_fields(self, task_id: str, fields: dict[str, Any], only_active: bool, status: str = "") -> bool:
         unknown = set(fields) - _TASK_UPDATABLE

@@ -3,17 +3,44 @@
 from __future__ import annotations
 
 import functools
+import sqlite3
 from collections.abc import Callable
 from typing import Any, TypeVar
+
+from alex.store.base import StoreUnavailable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def on_store_thread(method: F) -> F:
-    """Run the decorated method on `self._thread`, the store's one OS thread, and return its result."""
+    """Run the decorated method on `self._thread`, the store's one OS thread, and return its result.
+
+    A fault of the store (locked, full, read-only: sqlite3.OperationalError) is raised as StoreUnavailable.
+    """
 
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._thread.call(functools.partial(method, self, *args, **kwargs))
+        return self._thread.call(functools.partial(_unavailable_on_fault, method, self, *args, **kwargs))
 
     return wrapper  # type: ignore[return-value]
+
+
+def store_write(method: F) -> F:
+    """`on_store_thread` for a write: while the event log cannot be written, StoreUnavailable at once."""
+    on_thread = on_store_thread(method)
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        fault = self.write_fault
+        if fault is not None:
+            raise StoreUnavailable(fault)
+        return on_thread(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _unavailable_on_fault(method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    try:
+        return method(*args, **kwargs)
+    except sqlite3.OperationalError as error:
+        raise StoreUnavailable(f"sqlite: {error}") from None

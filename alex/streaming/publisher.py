@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from alex.clock import now_iso
-from alex.store.base import Bus, Store, StoredEvent
+from alex.store.base import Bus, NewEvent, Store, StoredEvent
 from alex.streaming.sse import encode_body
 
 _LOCK_STRIPES = 64
@@ -29,13 +29,32 @@ class Publisher:
         **fields: Any,
     ) -> StoredEvent:
         """Append the event with the common fields to the log and hand it to the bus; SessionGone if deleted."""
-        body = encode_body(event_type, {
-            "session_id": session_id, "task_id": task_id, "timestamp": now_iso(), "agent_level": agent_level,
-            **fields,
-        })
+        body = _body(session_id, event_type, task_id, agent_level, fields)
         with self._locks[zlib.crc32(session_id.encode()) % _LOCK_STRIPES]:
             event = self._store.append_event(session_id, event_type, body)
             self._bus.publish(event)
         if self.on_publish is not None:
             self.on_publish(event_type)
         return event
+
+    def publish_logged(
+        self, session_id: str, event_type: str, log_event: Callable[[NewEvent], StoredEvent | None], *,
+        task_id: str | None = None, agent_level: str = "core", **fields: Any,
+    ) -> StoredEvent | None:
+        """Like `publish`, with `log_event` writing the event to the log, e.g. in one commit with the end of its
+        task; when it returns None (not logged) nothing is published."""
+        new = NewEvent(session_id, event_type, _body(session_id, event_type, task_id, agent_level, fields))
+        with self._locks[zlib.crc32(session_id.encode()) % _LOCK_STRIPES]:
+            event = log_event(new)
+            if event is None:
+                return None
+            self._bus.publish(event)
+        if self.on_publish is not None:
+            self.on_publish(event_type)
+        return event
+
+
+def _body(session_id: str, event_type: str, task_id: str | None, agent_level: str, fields: dict[str, Any]) -> str:
+    return encode_body(event_type, {
+        "session_id": session_id, "task_id": task_id, "timestamp": now_iso(), "agent_level": agent_level, **fields,
+    })

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from alex.store.base import StoredEvent
+from alex.textsafe import valid_unicode
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _FIELD_UNSAFE = re.compile(r"[\r\n\x00]")
@@ -40,8 +41,14 @@ def encode_comment(text: str) -> bytes:
 
 
 def encode_body(event_type: str, fields: dict[str, Any]) -> str:
-    """The stored JSON of a domain event: one line, `event_type` first, without the `id` the log assigns."""
-    return json.dumps({"event_type": event_type, **fields}, ensure_ascii=False, separators=(",", ":"), default=str)
+    """The stored JSON of a domain event: one line, `event_type` first, without the `id` the log assigns.
+
+    The one place events are encoded: whatever a model, a tool or a file name put in `fields`, the result is
+    valid UTF-8 (lone surrogates become U+FFFD).
+    """
+    return valid_unicode(
+        json.dumps({"event_type": event_type, **fields}, ensure_ascii=False, separators=(",", ":"), default=str)
+    )
 
 
 def event_data(event: StoredEvent) -> str:

@@ -1,0 +1,36 @@
+"""Fixtures over real SQLite files: where the store lives, stores opened on it (closed at teardown)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from alex.store.sqlite import SQLiteStore
+
+
+@pytest.fixture
+def db_path(tmp_path) -> Path:
+    """Where the store's file lives."""
+    return tmp_path / "data" / "alex.sqlite3"
+
+
+@pytest.fixture
+def make_store(db_path) -> Iterator[Callable[..., SQLiteStore]]:
+    """Open stores over `db_path` (keyword options passed on), each closed at teardown (closing twice is fine)."""
+    stores: list[SQLiteStore] = []
+
+    def make(**options) -> SQLiteStore:
+        stores.append(SQLiteStore(db_path, **options))
+        return stores[-1]
+
+    yield make
+    for store in stores:
+        store.close()
+
+
+@pytest.fixture
+def store(make_store) -> SQLiteStore:
+    """A store over a fresh file, closed at teardown."""
+    return make_store()
