@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from tests.agent_support import agent_settings, analysis, run_task
+from tests.agent_support import agent_settings, analysis, run_task, submit
 from tests.fakes.openai_server import cut_stream, error, text, tool_calls
 
 
@@ -189,3 +191,51 @@ def test_context_overflow_twice_ends_the_task(agent_app, fake_openai):
     fake_openai.script(analysis(), overflow, error(400, "still too long", code="context_length_exceeded"))
     run = run_task(agent_app, agent_app.test_client(), "hopeless", "overflow-twice")
     assert run.terminal["event_type"] == "error" and "still too long" in run.terminal["error"]
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string in a JSON value, keys included."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [text for key, item in value.items() for text in (key, *_strings(item))]
+    if isinstance(value, list):
+        return [text for item in value for text in _strings(item)]
+    return []
+
+
+def test_lone_surrogates_from_the_model_or_a_file_name_never_stop_the_task_or_the_log(agent_app, fake_openai):
+    fake_openai.script(
+        analysis(),
+        tool_calls(("file_write", '{"path": "\\udcff.txt", "content": "x\\ud800y"}')),  # escapes, as JSON allows
+        tool_calls(("list_files", {})),  # shows a file name that is not UTF-8
+        text(b"done \\ud800".decode("unicode_escape")),
+        analysis(),
+        text("still fine"),
+    )
+    client = agent_app.test_client()
+    run = run_task(agent_app, client, "odd bytes", "odd")
+    assert run.terminal["event_type"] == "task_complete", run.terminal
+    assert run.of("tool_call_start")[0]["arguments"]["path"] == "\ufffd.txt"
+    assert "\ufffd.txt" in run.of("tool_call_complete")[1]["result"]
+    listing_request = fake_openai.requests[-1].body
+    assert not [text for text in _strings(listing_request) if any("\ud800" <= c <= "\udfff" for c in text)]
+    assert run_task(agent_app, client, "again", "odd").terminal["event_type"] == "task_complete"  # log writable
+
+
+def test_a_session_deleted_as_its_task_starts_ends_quietly(agent_app, fake_openai, caplog):
+    svc = agent_app.extensions["alex"]
+    metrics_hook = svc.publisher.on_publish
+
+    def delete_after_the_analysis(event_type: str) -> None:  # between the first event and reading the session
+        if event_type == "task_analysis":
+            svc.store.delete_session("gone")
+        metrics_hook(event_type)
+
+    svc.publisher.on_publish = delete_after_the_analysis
+    fake_openai.script(analysis())
+    accepted = submit(agent_app.test_client(), "vanish", "gone")
+    assert svc.runner.wait(accepted["task_id"], 20)
+    assert svc.store.get_session("gone") is None and svc.store.get_task(accepted["task_id"]) is None
+    assert not [record for record in caplog.records if "crashed" in record.getMessage()
+                or "internal error" in record.getMessage()]

@@ -15,6 +15,7 @@ from alex.store.base import (
     StoreError,
 )
 from alex.store.sqlite_thread import on_store_thread, store_write
+from alex.textsafe import valid_unicode
 
 _TASK_COLUMNS = (
     "id, session_id, owner, task, status, created_at, started_at, finished_at, final_answer, error,"
@@ -52,7 +53,7 @@ class SQLiteTasks:
             connection.execute(
                 "INSERT INTO tasks (id, session_id, owner, task, status, created_at, worker, lease_until)"
                 " VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
-                (task["id"], task["session_id"], task.get("owner", ""), task["task"], task["created_at"],
+                (task["id"], task["session_id"], task.get("owner", ""), valid_unicode(task["task"]), task["created_at"],
                  task.get("worker"), task.get("lease_until")),
             )
             connection.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (now_iso(), task["session_id"]))
@@ -142,7 +143,7 @@ class SQLiteTasks:
         if unknown:
             raise StoreError(f"not task fields: {sorted(unknown)}")
         assignments = [f"{name} = ?" for name in fields]
-        params = list(fields.values())
+        params = [valid_unicode(value) if isinstance(value, str) else value for value in fields.values()]
         if status:
             assignments.append("status = ?")
             params.append(status)
