@@ -15,6 +15,7 @@ from alex.agent.cancel import CancelToken
 from alex.agent.lifecycle import TaskLifecycle
 from alex.errors import Overloaded
 from alex.observability.context import carry
+from alex.store.base import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +185,8 @@ class TaskRunner:
                 held = set(self._held_ids())
                 self._lifecycle.renew_leases(sorted(held), time.time() + self._lease_s)
                 self._lifecycle.reap_expired(time.time(), held)
+            except StoreUnavailable as error:  # the store's own retries and health check report it
+                log.warning("lease upkeep skipped: %s", error)
             except Exception:
                 log.exception("lease upkeep failed")
             if self._stopping.wait(self._lease_s / 3):
