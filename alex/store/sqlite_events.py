@@ -44,15 +44,14 @@ STORE_FAULTS = (sqlite3.OperationalError,)
 # Errors that mean "this content cannot be written": the offending rows are written in a safe form.
 CONTENT_FAULTS = (ValueError, sqlite3.DataError, sqlite3.IntegrityError, sqlite3.InterfaceError,
                   sqlite3.ProgrammingError)
-# A batch of [id, session_id, event_type, body] rows as one JSON parameter. A row is skipped when its session
-# is gone or was created again after the id was given (an event of an earlier incarnation).
+DELETED_REMEMBERED = 10_000  # deleted sessions whose late events are kept out of a new session of the same name
+# A batch of [id, session_id, event_type, body] rows as one JSON parameter; rows of deleted sessions are skipped.
 _INSERT_BATCH = """
     INSERT INTO events (id, session_id, event_type, body)
     SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
            json_extract(value, '$[3]')
     FROM json_each(?)
-    WHERE EXISTS (SELECT 1 FROM sessions WHERE id = json_extract(value, '$[1]')
-                  AND COALESCE(first_event_id, 0) <= json_extract(value, '$[0]'))
+    WHERE EXISTS (SELECT 1 FROM sessions WHERE id = json_extract(value, '$[1]'))
 """
 _UNSTORABLE = "this event could not be stored"
 
@@ -79,6 +78,9 @@ class SQLiteEventLog:
         self.fault: str | None = None  # why the last write failed, until a write succeeds (store thread sets it)
         self._live_sessions: set[str] = set()
         self._appends_since_trim: dict[str, int] = {}  # per session; touched only on the store thread
+        # Deleted sessions -> the last id of their incarnation: an append that raced the deletion must not land in
+        # a new session of the same name (store thread; the oldest are forgotten past DELETED_REMEMBERED).
+        self._deleted_up_to: dict[str, int] = {}
         self._id_lock = threading.Lock()
         row = connection.execute(
             """SELECT MAX(COALESCE((SELECT value FROM meta WHERE key = 'event_ids_reserved'), 0),
@@ -219,7 +221,7 @@ class SQLiteEventLog:
         try:
             with self._transaction() as connection:
                 if batch:
-                    self._insert(connection, batch)
+                    self._insert(connection, self._of_live_incarnations(batch))
                     for session_id, appended in Counter(row[1] for row in batch).items():
                         self._trim_if_due(session_id, appended)
                 elif then is None and self.fault is not None:  # nothing pending: a real write tells if it is over
@@ -297,8 +299,19 @@ class SQLiteEventLog:
             log.error("event log: %d events could not be written before exit (%s)", len(self._pending), self.fault)
 
     def dropped(self, session_id: str) -> None:
-        """After a session's deletion (store thread)."""
+        """After a session's deletion (store thread): its late appends are never written, even to a new session
+        of the same name."""
         self._appends_since_trim.pop(session_id, None)
+        self._deleted_up_to.pop(session_id, None)
+        self._deleted_up_to[session_id] = self.issued_up_to
+        if len(self._deleted_up_to) > DELETED_REMEMBERED:
+            del self._deleted_up_to[next(iter(self._deleted_up_to))]
+
+    def _of_live_incarnations(self, rows: list[Row]) -> list[Row]:
+        deleted = self._deleted_up_to
+        if not deleted:
+            return rows
+        return [row for row in rows if row[0] > deleted.get(row[1], 0)]
 
     # -- reading (store thread) -------------------------------------------------------------------------------
 
@@ -326,6 +339,7 @@ class SQLiteEventLog:
         return row[0] or 0
 
     def _pending_of(self, session_id: str, after: int) -> Iterator[Row]:
+        after = max(after, self._deleted_up_to.get(session_id, 0))
         return (row for row in list(self._pending) if row[1] == session_id and row[0] > after)
 
 
