@@ -3,7 +3,7 @@
 import logging
 import sys
 
-from alex import create_app
+from alex.app import create_app
 from alex.config import ConfigError, load_dotenv_file
 
 load_dotenv_file()

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from alex import create_app
 from alex.agent.cancel import CancelToken
+from alex.app import create_app
 from alex.config import Config
 from tests.sse_parser import Message, SSEParser
 

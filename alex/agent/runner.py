@@ -13,13 +13,19 @@ from typing import Any
 
 from alex.agent.cancel import CancelToken
 from alex.agent.lifecycle import TaskLifecycle
-from alex.errors import Overloaded
 from alex.observability.context import carry
 from alex.store.base import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 Work = Callable[[dict[str, Any], CancelToken], None]
+RETRY_AFTER_S = 5
+
+
+class RunnerRefused(Exception):
+    """The runner takes no new task now (its queue is full, or the process is shutting down); retry later."""
+
+    retry_after_s = RETRY_AFTER_S
 
 
 class _Held:
@@ -69,7 +75,7 @@ class TaskRunner:
         return self._work
 
     def accept(self, session_id: str, task_text: str, owner: str) -> dict[str, Any]:
-        """Record a new task and queue it; raises Overloaded when full, or the store's session errors."""
+        """Record a new task and queue it; raises RunnerRefused when full, or the store's session errors."""
         self._reserve()
         try:
             task = self._lifecycle.create(
@@ -82,15 +88,12 @@ class TaskRunner:
         return task
 
     def _reserve(self) -> None:
-        """Claim a place in the run queue or raise Overloaded (503 with Retry-After)."""
+        """Claim a place in the run queue or raise RunnerRefused."""
         with self._lock:
             if self._draining:
-                raise Overloaded("The server is shutting down; retry in a few seconds.", headers={"Retry-After": "5"})
+                raise RunnerRefused("The server is shutting down; retry in a few seconds.")
             if self._in_use >= self._capacity:
-                raise Overloaded(
-                    "The server is running as many tasks as it can; retry in a few seconds.",
-                    headers={"Retry-After": "5"},
-                )
+                raise RunnerRefused("The server is running as many tasks as it can; retry in a few seconds.")
             self._in_use += 1
 
     def _release(self) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from flask import Blueprint, url_for
 
+from alex.agent.runner import RunnerRefused
 from alex.api.inputs import json_body, path_id, query_args
 from alex.api.owner import current_owner, owned_task, take_session
-from alex.errors import SessionBusy, SessionClosed, TaskFinished
+from alex.errors import Overloaded, SessionBusy, SessionClosed, TaskFinished
 from alex.ids import new_session_id
 from alex.schemas import TaskCreateSchema, TaskListQuerySchema, task_schema, tasks_schema
 from alex.security.limits import rate_limited
@@ -27,6 +28,8 @@ def create_task():
     take_session(session_id)
     try:
         task = svc.runner.accept(session_id, body["task"], current_owner())
+    except RunnerRefused as refused:
+        raise Overloaded(str(refused), headers={"Retry-After": str(refused.retry_after_s)}) from None
     except SessionBusyError:
         raise SessionBusy("This session is already running a task; wait for it to end or cancel it.") from None
     except (SessionClosing, SessionGone):
