@@ -444,7 +444,7 @@ def test_id_blocks_are_recorded_ahead_and_the_recorded_bound_never_shrinks(make_
     store.ensure_session("s1")
     ids = [int(store.append_event("s1", "n", "{}").id) for _ in range(35)]
     assert ids == list(range(ids[0], ids[0] + 35))
-    recorded = store._thread.call(lambda: store._connection.execute(
+    recorded = store._db.thread.call(lambda: store._db.connection.execute(
         "SELECT value FROM meta WHERE key = 'event_ids_reserved'").fetchone()[0])
     assert recorded >= ids[-1]  # every id handed out was covered by a recorded block before use
-    assert store._thread.call(store._events.reserve_ids, 1) == recorded  # an older, lower bound is ignored
+    assert store._db.thread.call(store._events.reserve_ids, 1) == recorded  # an older, lower bound is ignored

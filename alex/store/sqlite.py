@@ -1,71 +1,99 @@
-"""The embedded Store: one SQLite file in WAL mode, used only from one OS thread per process."""
+"""The embedded Store: one SQLite file in WAL mode, composed of its sessions, tasks and event log."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from alex.store.base import StoredEvent, StoreUnavailable
-from alex.store.oswork import SerialOSThread
+from alex.store.base import NewEvent, StoredEvent, StoreUnavailable
 from alex.store.sqlite_events import SQLiteEventLog, write_probe
-from alex.store.sqlite_schema import migrate
+from alex.store.sqlite_file import SQLiteFile
 from alex.store.sqlite_sessions import SQLiteSessions
 from alex.store.sqlite_tasks import SQLiteTasks
 from alex.store.sqlite_thread import on_store_thread
 
-BUSY_TIMEOUT_MS = 1000  # how long a write waits for another connection's lock before the store reports a fault
-FLUSH_POLL_S = 0.02
+FLUSH_POLL_S = 0.2
 
 
-class SQLiteStore(SQLiteSessions, SQLiteTasks):
+class SQLiteStore:
     """Store backed by `<data_dir>/alex.sqlite3`; safe from any number of threads or greenlets.
 
-    Sessions and tasks are written at once; events through the write-behind log (`alex/store/sqlite_events`).
+    Sessions and tasks are written at once; events through the write-behind log (alex/store/sqlite_events.py).
+    Every part runs its SQLite calls on the file's one store thread.
     """
 
     def __init__(self, path: Path, event_retention: int = 10000, max_pending_events: int = 50_000):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._thread = SerialOSThread("alex-sqlite")
-        self._connection: sqlite3.Connection | None = None
-        self._events: SQLiteEventLog = self._thread.call(self._connect, event_retention, max_pending_events)
-
-    def _connect(self, event_retention: int, max_pending_events: int) -> SQLiteEventLog:
-        connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        connection.row_factory = sqlite3.Row
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=NORMAL")
-        connection.execute("PRAGMA foreign_keys=ON")
-        connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        migrate(connection)
-        self._connection = connection
-        return SQLiteEventLog(self._thread, connection, self._transaction, retention=event_retention,
-                              max_pending=max_pending_events)
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        connection = self._connection
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            yield connection
-        except BaseException:
-            if connection.in_transaction:  # a failed COMMIT of a full disk may have ended it already
-                connection.execute("ROLLBACK")
-            raise
-        try:
-            connection.execute("COMMIT")
-        except BaseException:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            raise
+        self._db = SQLiteFile(self.path)
+        self._events = self._db.thread.call(
+            lambda: SQLiteEventLog(self._db, retention=event_retention, max_pending=max_pending_events)
+        )
+        self._sessions = SQLiteSessions(self._db, self._events)
+        self._tasks = SQLiteTasks(self._db, self._events)
+        self._closed = False
 
     @property
     def write_fault(self) -> str | None:
         """Why the store cannot write right now (the event log's last write failed), or None."""
         return self._events.fault
+
+    # -- sessions -----------------------------------------------------------------------------------------------
+
+    def ensure_session(self, session_id: str, owner: str = "") -> bool:
+        return self._sessions.ensure_session(session_id, owner)
+
+    def get_session(self, session_id: str) -> dict[str, Any] | None:
+        return self._sessions.get_session(session_id)
+
+    def list_sessions(self, owner: str | None, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        return self._sessions.list_sessions(owner, limit, offset)
+
+    def mark_session_closing(self, session_id: str) -> bool:
+        return self._sessions.mark_session_closing(session_id)
+
+    def delete_session(self, session_id: str) -> bool:
+        return self._sessions.delete_session(session_id)
+
+    def save_messages(self, session_id: str, messages: list[dict[str, Any]]) -> None:
+        self._sessions.save_messages(session_id, messages)
+
+    def save_todos(self, session_id: str, todos: list[dict[str, Any]]) -> None:
+        self._sessions.save_todos(session_id, todos)
+
+    # -- tasks --------------------------------------------------------------------------------------------------
+
+    def create_task(self, task: dict[str, Any]) -> None:
+        self._tasks.create_task(task)
+
+    def get_task(self, task_id: str) -> dict[str, Any] | None:
+        return self._tasks.get_task(task_id)
+
+    def list_tasks(
+        self, owner: str | None, session_id: str | None, status: str | None, limit: int, offset: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        return self._tasks.list_tasks(owner, session_id, status, limit, offset)
+
+    def active_task(self, session_id: str) -> dict[str, Any] | None:
+        return self._tasks.active_task(session_id)
+
+    def renew_leases(self, task_ids: list[str], lease_until: float) -> None:
+        self._tasks.renew_leases(task_ids, lease_until)
+
+    def expired_tasks(self, now: float) -> list[dict[str, Any]]:
+        return self._tasks.expired_tasks(now)
+
+    def start_task(self, task_id: str, worker: str, lease_until: float) -> bool:
+        return self._tasks.start_task(task_id, worker, lease_until)
+
+    def update_task(self, task_id: str, **fields: Any) -> None:
+        self._tasks.update_task(task_id, **fields)
+
+    def finish_task(self, task_id: str, status: str, **fields: Any) -> bool:
+        return self._tasks.finish_task(task_id, status, **fields)
+
+    def finish_task_with_event(self, task_id: str, status: str, event: NewEvent, **fields: Any) -> StoredEvent | None:
+        return self._tasks.finish_task_with_event(task_id, status, event, **fields)
 
     # -- the event log ------------------------------------------------------------------------------------------
 
@@ -89,7 +117,7 @@ class SQLiteStore(SQLiteSessions, SQLiteTasks):
     def resume_cursor(self, session_id: str, cursor: str | None) -> str:
         if cursor is None:
             return str(self._events.latest_id(session_id))
-        first = self._connection.execute(
+        first = self._db.connection.execute(
             "SELECT COALESCE(first_event_id, 0) FROM sessions WHERE id = ?", (session_id,)
         ).fetchone()
         position = int(cursor)
@@ -101,25 +129,27 @@ class SQLiteStore(SQLiteSessions, SQLiteTasks):
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                self._thread.call(self._events.commit_pending)
+                self._db.thread.call(self._events.commit_pending)
                 return True
             except StoreUnavailable:
                 if time.monotonic() >= deadline:
                     return False
-            time.sleep(min(FLUSH_POLL_S * 10, max(0.0, deadline - time.monotonic())))
+            time.sleep(min(FLUSH_POLL_S, max(0.0, deadline - time.monotonic())))
+
+    # -- the process --------------------------------------------------------------------------------------------
 
     @on_store_thread
     def ping(self) -> None:
         if self._events.fault is not None:
             raise StoreUnavailable(self._events.fault)
-        with self._transaction() as connection:
+        with self._db.transaction() as connection:
             write_probe(connection)
 
     def close(self) -> None:
         """Write the pending events (a few seconds at most), close the connection and stop the store thread."""
-        if self._connection is not None:
-            if not self.flush(5.0):
-                self._events.report_lost()
-            self._thread.call(self._connection.close)
-            self._connection = None
-        self._thread.close()
+        if self._closed:
+            return
+        self._closed = True
+        if not self.flush(5.0):
+            self._events.report_lost()
+        self._db.close()

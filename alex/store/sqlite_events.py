@@ -25,11 +25,10 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
 from typing import TypeVar
 
 from alex.store.base import NewEvent, SessionGone, StoredEvent, StoreUnavailable
-from alex.store.oswork import SerialOSThread
+from alex.store.sqlite_file import SQLiteFile
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -57,18 +56,12 @@ _UNSTORABLE = "this event could not be stored"
 
 
 class SQLiteEventLog:
-    """The event log of SQLiteStore; made on the store thread once the schema exists.
+    """The event log of SQLiteStore, over its SQLiteFile; made on the store thread."""
 
-    `transaction` opens a write transaction on `connection` (both used on the store thread only).
-    """
-
-    def __init__(
-        self, thread: SerialOSThread, connection: sqlite3.Connection,
-        transaction: Callable[[], AbstractContextManager[sqlite3.Connection]], *, retention: int, max_pending: int,
-    ):
-        self._thread = thread
-        self._connection = connection
-        self._transaction = transaction
+    def __init__(self, db: SQLiteFile, *, retention: int, max_pending: int):
+        self._thread = db.thread
+        self._connection = db.connection
+        self._transaction = db.transaction
         self._retention = retention
         self._max_pending = max_pending
         self._pending: deque[Row] = deque()  # appended by publishers, popped by the store thread after a commit
@@ -82,7 +75,7 @@ class SQLiteEventLog:
         # a new session of the same name (store thread; the oldest are forgotten past DELETED_REMEMBERED).
         self._deleted_up_to: dict[str, int] = {}
         self._id_lock = threading.Lock()
-        row = connection.execute(
+        row = self._connection.execute(
             """SELECT MAX(COALESCE((SELECT value FROM meta WHERE key = 'event_ids_reserved'), 0),
                           COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0),
                           COALESCE((SELECT MAX(id) FROM events), 0))"""

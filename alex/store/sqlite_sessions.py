@@ -7,12 +7,19 @@ from typing import Any
 
 from alex.clock import now_iso
 from alex.store.base import SessionGone
+from alex.store.sqlite_events import SQLiteEventLog
+from alex.store.sqlite_file import SQLiteFile
 from alex.store.sqlite_thread import on_store_thread, store_write
 from alex.textsafe import valid_unicode
 
 
 class SQLiteSessions:
-    """The session methods of SQLiteStore (needs `_connection`, `_transaction`, `_thread`, `_events`)."""
+    """The sessions of the SQLite store: rows of `sessions`; a deletion goes through the event log."""
+
+    def __init__(self, db: SQLiteFile, events: SQLiteEventLog):
+        self._db = db
+        self._events = events
+        self._connection = db.connection
 
     @store_write
     def ensure_session(self, session_id: str, owner: str = "") -> bool:

@@ -14,6 +14,8 @@ from alex.store.base import (
     StoredEvent,
     StoreError,
 )
+from alex.store.sqlite_events import SQLiteEventLog
+from alex.store.sqlite_file import SQLiteFile
 from alex.store.sqlite_thread import on_store_thread, store_write
 from alex.textsafe import valid_unicode
 
@@ -28,7 +30,12 @@ _TASK_UPDATABLE = {
 
 
 class SQLiteTasks:
-    """The task methods of SQLiteStore (needs `_connection`, `_transaction`, `_thread`, `_events`)."""
+    """The tasks of the SQLite store: rows of `tasks`; a task's end is committed with its terminal event."""
+
+    def __init__(self, db: SQLiteFile, events: SQLiteEventLog):
+        self._db = db
+        self._events = events
+        self._connection = db.connection
 
     def create_task(self, task: dict[str, Any]) -> None:
         self._create_task(task)
@@ -36,7 +43,7 @@ class SQLiteTasks:
 
     @store_write
     def _create_task(self, task: dict[str, Any]) -> None:
-        with self._transaction() as connection:
+        with self._db.transaction() as connection:
             session = connection.execute(
                 "SELECT closing FROM sessions WHERE id = ?", (task["session_id"],)
             ).fetchone()

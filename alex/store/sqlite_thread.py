@@ -1,4 +1,8 @@
-"""Running SQLite store methods on the store's own OS thread (SQLite blocks in C; the gevent hub must not)."""
+"""Running the SQLite store's methods on its one OS thread (SQLite blocks in C; the gevent hub must not).
+
+The decorated methods belong to the store's parts, which each hold `_db` (the SQLiteFile) and `_events` (the
+event log, whose `fault` says whether the store can write).
+"""
 
 from __future__ import annotations
 
@@ -13,14 +17,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def on_store_thread(method: F) -> F:
-    """Run the decorated method on `self._thread`, the store's one OS thread, and return its result.
+    """Run the decorated method on the store thread and return its result.
 
     A fault of the store (locked, full, read-only: sqlite3.OperationalError) is raised as StoreUnavailable.
     """
 
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._thread.call(functools.partial(_unavailable_on_fault, method, self, *args, **kwargs))
+        return self._db.thread.call(functools.partial(_unavailable_on_fault, method, self, *args, **kwargs))
 
     return wrapper  # type: ignore[return-value]
 
@@ -31,7 +35,7 @@ def store_write(method: F) -> F:
 
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        fault = self.write_fault
+        fault = self._events.fault
         if fault is not None:
             raise StoreUnavailable(fault)
         return on_thread(self, *args, **kwargs)
