@@ -20,8 +20,9 @@ $(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
 run: $(VENV)/.runtime  ## install and start the Procfile's web process on the embedded store (port $$PORT, 8080)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
-lint: $(VENV)/.dev  ## ruff over the whole tree
+lint: $(VENV)/.dev  ## ruff over the whole tree, mypy over alex/
 	$(BIN)/ruff check --no-cache .
+	$(BIN)/mypy
 
 test: lint  ## lint, then the whole test suite (unit, API, end-to-end with real gunicorn)
 	$(BIN)/pytest -q

@@ -6,6 +6,7 @@ import re
 import uuid
 
 from flask import Flask, g, request
+from flask.json.provider import DefaultJSONProvider
 
 from alex.agent.runner import Work
 from alex.config import Config
@@ -42,6 +43,7 @@ def create_app(config: Config | None = None, *, work: Work | None = None) -> Fla
 def register_settings(app: Flask, config: Config) -> None:
     """Flask settings derived from Config, and logging."""
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    assert isinstance(app.json, DefaultJSONProvider)
     app.json.sort_keys = False
     app.json.ensure_ascii = False
     configure_logging(config)

@@ -200,7 +200,7 @@ class Config:
 def _derived(values: dict[str, Any]) -> dict[str, Any]:
     """Fill in defaults that depend on other settings and check cross-setting rules."""
     if not values["cors_allowed_origins"]:
-        defaults = DEFAULT_CORS_ORIGINS
+        defaults: tuple[str, ...] = DEFAULT_CORS_ORIGINS
         if values["env"] == "production":
             defaults = tuple(origin for origin in defaults if origin not in LOCALHOST_CORS_ORIGINS)
         values["cors_allowed_origins"] = defaults

@@ -119,8 +119,9 @@ def register_errorhandlers(app: Flask) -> None:
         status = error.code or 500
         code, message = _HTTP_CODES.get(status, (f"http_{status}", error.description or "HTTP error."))
         response = envelope(status, code, message)
-        if getattr(error, "valid_methods", None):
-            response.headers["Allow"] = ", ".join(sorted(error.valid_methods))
+        allowed = getattr(error, "valid_methods", None)  # only on 405 MethodNotAllowed
+        if allowed:
+            response.headers["Allow"] = ", ".join(sorted(allowed))
         return response
 
     @app.errorhandler(Exception)

@@ -83,8 +83,10 @@ class JsonFormatter(logging.Formatter):
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             entry.update((key, value) for key, value in fields.items() if key not in entry)
-        if record.exc_info or record.exc_text:
-            entry["exc_info"] = record.exc_text or self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exc_info"] = record.exc_text
+        elif record.exc_info:
+            entry["exc_info"] = self.formatException(record.exc_info)
         if record.stack_info:
             entry["stack_info"] = record.stack_info
         return json.dumps(entry, ensure_ascii=False, default=str)

@@ -9,8 +9,9 @@ from alex import schemas
 
 Operation = dict[str, Any]
 _ENVELOPE = "#/components/schemas/ErrorEnvelope"
-_API_SECURITY = [{"bearerAuth": []}, {}]  # {}: open when the server runs without ALEX_API_KEYS
-_STREAM_SECURITY = [{"bearerAuth": []}, {"accessToken": []}, {}]
+Security = list[dict[str, list[str]]]
+_API_SECURITY: Security = [{"bearerAuth": []}, {}]  # {}: open when the server runs without ALEX_API_KEYS
+_STREAM_SECURITY: Security = [{"bearerAuth": []}, {"accessToken": []}, {}]
 
 
 def ok(description: str, schema: Any = None, **headers: str) -> dict[str, Any]:

@@ -125,7 +125,7 @@ class _CallAdapter(HTTPAdapter):
             conn.inflight = inflight
             return conn
 
-        pool.ConnectionCls = connection
+        pool.ConnectionCls = connection  # type: ignore[assignment]  # urllib3 only calls it with the options
         return pool
 
 

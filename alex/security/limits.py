@@ -79,7 +79,7 @@ def register_limits(app: Flask, config: Config, *, key_prefix: str = "alex") -> 
     for endpoint, view in list(app.view_functions.items()):
         if getattr(view, _MARK, False):
             # Checked inside the view (after every before_request hook, so after auth has set the owner).
-            app.view_functions[endpoint] = limiter.limit(rate, key_func=_limit_key)(view)
+            app.view_functions[endpoint] = limiter.limit(rate, key_func=_limit_key)(view)  # type: ignore[assignment]
 
     @app.errorhandler(RateLimitExceeded)
     def handle_rate_limited(error: RateLimitExceeded):
@@ -102,7 +102,7 @@ def _build_limiter(app: Flask, config: Config, key_prefix: str) -> Limiter:
     """
     uri, options = "memory://", {}
     if config.redis_url:
-        uri, options = _limits_storage_uri(config.redis_url), dict(_REDIS_OPTIONS)
+        uri, options = _limits_storage_uri(config.redis_url), dict[str, str | int](_REDIS_OPTIONS)
     limiter = Limiter(
         key_func=_limit_key,
         storage_uri=uri,

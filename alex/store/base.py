@@ -137,7 +137,7 @@ class Store(Protocol):
         """Release connections and threads."""
 
 
-Deliver = Callable[[StoredEvent], None]
+Deliver = Callable[[StoredEvent], object]  # what it returns is ignored
 
 
 class Bus(Protocol):

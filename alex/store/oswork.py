@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from queue import Empty
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
 GIL_SWITCH_INTERVAL_S = 0.0005
@@ -146,7 +146,7 @@ class _GeventAnswers:
 
         self._answers: deque = deque()  # (AsyncResult, ok, value), appended by the OS thread
         self._in_flight = 0  # touched on the hub only
-        self._watcher = gevent.get_hub().loop.async_()
+        self._watcher = cast(Any, gevent.get_hub().loop.async_())  # Any: gevent's stubs lack the watcher's `ref`
         self._watcher.start(self._hand_back)
         self._watcher.ref = False  # an idle store thread does not keep the loop alive
 
@@ -154,7 +154,7 @@ class _GeventAnswers:
         """Queue a job with `put(result)` and wait (yielding to the hub) for its answer."""
         from gevent.event import AsyncResult
 
-        result = AsyncResult()
+        result: AsyncResult[Any] = AsyncResult()
         self._in_flight += 1
         self._watcher.ref = True  # an answer is coming: the hub must wait for it
         put(result)

@@ -25,7 +25,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import TypeVar, overload
 
 from alex.store.base import NewEvent, SessionGone, StoredEvent, StoreUnavailable
 from alex.store.sqlite_file import SQLiteFile
@@ -204,6 +204,12 @@ class SQLiteEventLog:
                 self.commit_pending()
             except StoreUnavailable:
                 pass
+
+    @overload
+    def commit_pending(self) -> None: ...
+
+    @overload
+    def commit_pending(self, then: Callable[[sqlite3.Connection], T]) -> T: ...
 
     def commit_pending(self, then: Callable[[sqlite3.Connection], T] | None = None) -> T | None:
         """In one transaction, write every pending event, then run `then` (store thread); return its result.

@@ -32,7 +32,8 @@ class Subscriber:
         self.client = client
         self.channel = channel
         self.pos = 0  # window number of the next frame to send
-        self.cursor, self.cursor_key = "0", (0,)  # the last event sent (set by the stream before it starts)
+        self.cursor: str = "0"  # the last event sent
+        self.cursor_key: tuple[int, ...] = (0,)  # its sort key; both (set by the stream before it starts)
         # Lagging means "frames may be missing: read the log". A new subscriber starts lagging so that its
         # first step is the replay from its cursor (one path for both).
         self.lagging = True
@@ -137,7 +138,7 @@ class Broadcaster:
                 channel.window.append(frame)
                 for subscriber in channel.readers:
                     subscriber.wake.set()
-                if channel.pumped:
+                if channel.pumped and self._pump is not None:  # pumped channels exist only once a pump does
                     self._pump.schedule(channel)
                 offered = len(channel)
         if self.on_deliver is not None:

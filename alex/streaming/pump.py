@@ -109,7 +109,9 @@ class Pump:
 
     def _send(self, subscriber: Subscriber, data: bytes, now: float) -> bool:
         """Write without waiting; what the socket does not take goes back to the stream. True if data left."""
-        written = subscriber.direct.try_write(data)
+        direct = subscriber.direct
+        assert direct is not None  # only streams with a direct socket park
+        written = direct.try_write(data)
         if written is None:
             subscriber.failed = True
             self._broadcaster.unpark(subscriber)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 
 from alex.store.base import Store
-from alex.streaming.broadcaster import READ_LOG, Broadcaster, Subscriber
+from alex.streaming.broadcaster import Broadcaster, Subscriber
 from alex.streaming.direct import WRITE_SLICE, DirectSocket
 from alex.streaming.sse import PING, encode_event, encode_frame
 from alex.streaming.window import Frame
@@ -57,7 +57,7 @@ class SessionStream:
         if on_close is not None:
             on_close()
 
-    def _frames(self) -> Iterator[bytes]:
+    def _frames(self) -> Generator[bytes, None, None]:
         # One generator, with plain calls below it: a parked stream's greenlet keeps its stack while it
         # waits, and every nested generator would add a C-level frame to that stack (about 1.5 KB each).
         subscriber, direct = self._subscriber, self._subscriber.direct
@@ -89,7 +89,7 @@ class SessionStream:
                     return data
                 continue
             step = self._broadcaster.take(subscriber)
-            if step is READ_LOG:
+            if isinstance(step, str):  # READ_LOG
                 self._reading_log = True
             elif step:
                 data = self._new_frames(step)
