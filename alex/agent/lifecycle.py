@@ -9,6 +9,7 @@ from typing import Any
 from alex.clock import now_iso
 from alex.ids import new_task_id
 from alex.store.base import NewEvent, Store, StoredEvent
+from alex.store.records import TaskBase
 from alex.store.retry import until_stored
 from alex.streaming.publisher import Publisher
 
@@ -36,10 +37,10 @@ class TaskLifecycle:
 
     def create(
         self, session_id: str, task_text: str, *, owner: str, worker: str, lease_until: float
-    ) -> dict[str, Any]:
+    ) -> TaskBase:
         """Record a new queued task held by `worker`; raises SessionBusyError, SessionClosing or SessionGone."""
-        task = {"id": new_task_id(), "session_id": session_id, "task": task_text, "owner": owner,
-                "created_at": now_iso(), "worker": worker, "lease_until": lease_until}
+        task = TaskBase(id=new_task_id(), session_id=session_id, task=task_text, owner=owner, created_at=now_iso(),
+                        worker=worker, lease_until=lease_until)
         self._store.create_task(task)
         return task
 
@@ -52,26 +53,26 @@ class TaskLifecycle:
                 self.on_started(task_id)
         return started
 
-    def complete(self, task: dict[str, Any], final_answer: str, **event_fields: Any) -> bool:
+    def complete(self, task: TaskBase, final_answer: str, **event_fields: Any) -> bool:
         """End the task as completed with `task_complete`; False when it had already ended."""
         return self._finish(
             task, "completed", "task_complete", {"final_answer": final_answer},
             {"final_answer": final_answer, **event_fields},
         )
 
-    def cancel(self, task: dict[str, Any], reason: str) -> bool:
+    def cancel(self, task: TaskBase, reason: str) -> bool:
         """End the task as cancelled with `task_cancelled`; False when it had already ended."""
         return self._finish(task, "cancelled", "task_cancelled", {"error": reason}, {"reason": reason})
 
     def fail(
-        self, task: dict[str, Any], error: str, *, phase: str, iteration: int = 0, retryable: bool = False
+        self, task: TaskBase, error: str, *, phase: str, iteration: int = 0, retryable: bool = False
     ) -> bool:
         """End the task as failed with a terminal `error` event; False when it had already ended."""
         fields = {"iteration": iteration, "phase": phase, "error": error, "recoverable": False, "terminal": True,
                   "retryable": retryable}
         return self._finish(task, "failed", "error", {"error": error}, fields)
 
-    def interrupt(self, task: dict[str, Any], phase: str, iteration: int = 0) -> bool:
+    def interrupt(self, task: TaskBase, phase: str, iteration: int = 0) -> bool:
         """End a task stopped through no fault of its own (`shutdown`, `worker_lost`): failed, retryable."""
         return self.fail(task, INTERRUPTIONS[phase], phase=phase, iteration=iteration, retryable=True)
 
@@ -93,7 +94,7 @@ class TaskLifecycle:
         return reaped
 
     def _finish(
-        self, task: dict[str, Any], status: str, event_type: str, task_fields: dict[str, Any],
+        self, task: TaskBase, status: str, event_type: str, task_fields: dict[str, Any],
         event_fields: dict[str, Any],
     ) -> bool:
         # The status and the terminal event are committed together: a crash leaves both or neither. While the
@@ -111,7 +112,7 @@ class TaskLifecycle:
         return True
 
 
-def _log_end(task: dict[str, Any], status: str, event_fields: dict[str, Any]) -> None:
+def _log_end(task: TaskBase, status: str, event_fields: dict[str, Any]) -> None:
     """One line per ended task: outcome, and why (stop reason, failing phase and error, or cancel reason)."""
     why = event_fields.get("stop_reason") or event_fields.get("reason") or ""
     if status == "failed":

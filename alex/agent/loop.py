@@ -17,6 +17,7 @@ from alex.agent.run_state import Run
 from alex.agent.tools import Tool, ToolContext, openai_tool_specs, run_tool
 from alex.config import Config
 from alex.store.base import SessionGone, Store
+from alex.store.records import Message, TaskBase
 from alex.store.retry import until_stored
 from alex.streaming.publisher import Publisher
 from alex.workspace import workspace_dir
@@ -52,7 +53,7 @@ class AgentLoop:
         """The LLM client the loop calls (metrics attach to it)."""
         return self._llm
 
-    def __call__(self, task: dict[str, Any], token: CancelToken) -> None:
+    def __call__(self, task: TaskBase, token: CancelToken) -> None:
         """Run the task; end it with task_complete, task_cancelled or a terminal error."""
         run = Run(task, token, self._publisher)
         timer = threading.Timer(self._config.task_timeout_s, run.time_out)
@@ -97,7 +98,7 @@ class AgentLoop:
             words = run.task["task"].split()
             return " ".join(words[:4])[:80], run.task["task"][:500]
 
-    def _iterate(self, run: Run, conversation: list[dict[str, Any]]) -> str:
+    def _iterate(self, run: Run, conversation: list[Message]) -> str:
         """Stream completions and run tools until the model answers without tools."""
         while run.iteration < self._config.max_iterations:
             run.iteration += 1
@@ -118,7 +119,7 @@ class AgentLoop:
                 raise TokenBudgetExceeded
         raise IterationLimit
 
-    def _think(self, run: Run, conversation: list[dict[str, Any]]) -> Completion:
+    def _think(self, run: Run, conversation: list[Message]) -> Completion:
         """One streamed completion; when the API says the context is too long, compact to half and retry once."""
         budget = self._config.context_tokens
         try:
@@ -136,7 +137,7 @@ class AgentLoop:
                  tool_call_count=len(completion.tool_calls))
         return completion
 
-    def _stream_completion(self, run: Run, conversation: list[dict[str, Any]], budget: int) -> Completion:
+    def _stream_completion(self, run: Run, conversation: list[Message], budget: int) -> Completion:
         messages = fit_context([{"role": "system", "content": SYSTEM_PROMPT}, *conversation], budget)
         run.emit("thinking", iteration=run.iteration, message_count=len(messages))
         return self._llm.stream(
@@ -151,7 +152,7 @@ class AgentLoop:
         run.emit("error", iteration=run.iteration, phase="llm", error=message, recoverable=True, terminal=False,
                  retryable=False)
 
-    def _call_tool(self, run: Run, call: Any, conversation: list[dict[str, Any]]) -> dict[str, Any]:
+    def _call_tool(self, run: Run, call: Any, conversation: list[Message]) -> dict[str, Any]:
         run.token.raise_if_cancelled()
         run.emit("tool_call_start", iteration=run.iteration, call_id=call.id, tool_name=call.name,
                  arguments=_parsed_arguments(call.arguments))
@@ -190,8 +191,8 @@ class AgentLoop:
             self._lifecycle.cancel(run.task, run.token.reason or "cancelled")
 
 
-def _assistant_message(completion: Completion) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": completion.content or None}
+def _assistant_message(completion: Completion) -> Message:
+    message: Message = {"role": "assistant", "content": completion.content or None}
     if completion.tool_calls:
         message["tool_calls"] = [
             {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}

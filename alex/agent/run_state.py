@@ -6,13 +6,14 @@ import time
 from typing import Any
 
 from alex.agent.cancel import CancelToken
+from alex.store.records import TaskBase
 from alex.streaming.publisher import Publisher
 
 
 class Run:
     """One task in progress: emits its events and keeps what the terminal event reports."""
 
-    def __init__(self, task: dict[str, Any], token: CancelToken, publisher: Publisher):
+    def __init__(self, task: TaskBase, token: CancelToken, publisher: Publisher):
         self.task = task
         self.token = token
         self._publisher = publisher

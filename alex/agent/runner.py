@@ -9,16 +9,16 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from alex.agent.cancel import CancelToken
 from alex.agent.lifecycle import TaskLifecycle
 from alex.observability.context import carry
 from alex.store.base import StoreUnavailable
+from alex.store.records import TaskBase
 
 log = logging.getLogger(__name__)
 
-Work = Callable[[dict[str, Any], CancelToken], None]
+Work = Callable[[TaskBase, CancelToken], None]
 RETRY_AFTER_S = 5
 
 
@@ -33,7 +33,7 @@ class _Held:
 
     __slots__ = ("task", "token", "started", "ended", "done")
 
-    def __init__(self, task: dict[str, Any]):
+    def __init__(self, task: TaskBase):
         self.task = task
         self.token = CancelToken()
         self.started = False
@@ -74,7 +74,7 @@ class TaskRunner:
         """What runs each task: the agent loop, or a test's own function."""
         return self._work
 
-    def accept(self, session_id: str, task_text: str, owner: str) -> dict[str, Any]:
+    def accept(self, session_id: str, task_text: str, owner: str) -> TaskBase:
         """Record a new task and queue it; raises RunnerRefused when full, or the store's session errors."""
         self._reserve()
         try:
@@ -101,7 +101,7 @@ class TaskRunner:
         with self._lock:
             self._in_use -= 1
 
-    def _submit(self, task: dict[str, Any]) -> None:
+    def _submit(self, task: TaskBase) -> None:
         """Run the task on the pool, using the place claimed by `_reserve`."""
         with self._lock:
             self._held[task["id"]] = _Held(task)
@@ -150,7 +150,7 @@ class TaskRunner:
             held.ended.set()
             held.done.set()
 
-    def _ensure_ended(self, task: dict[str, Any], error: str) -> None:
+    def _ensure_ended(self, task: TaskBase, error: str) -> None:
         """End the task with a terminal error unless it already ended (a no-op in the normal case)."""
         try:
             self._lifecycle.fail(task, error, phase="internal")

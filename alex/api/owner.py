@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import g
 
 from alex.errors import NotFound
 from alex.services import services
+from alex.store.records import SessionRecord, TaskRecord
 
 
 def current_owner() -> str:
@@ -15,14 +14,14 @@ def current_owner() -> str:
     return g.get("owner", "")
 
 
-def take_session(session_id: str) -> dict[str, Any]:
+def take_session(session_id: str) -> SessionRecord:
     """The caller's session, created when first named; another owner's session is 404."""
     store = services().store
     store.ensure_session(session_id, current_owner())
     return owned_session(session_id)
 
 
-def owned_session(session_id: str) -> dict[str, Any]:
+def owned_session(session_id: str) -> SessionRecord:
     """The session if it exists and belongs to the caller, else 404."""
     session = services().store.get_session(session_id)
     if session is None or session["owner"] != current_owner():
@@ -30,7 +29,7 @@ def owned_session(session_id: str) -> dict[str, Any]:
     return session
 
 
-def owned_task(task_id: str) -> dict[str, Any]:
+def owned_task(task_id: str) -> TaskRecord:
     """The task if it exists and belongs to the caller, else 404."""
     task = services().store.get_task(task_id)
     if task is None or task["owner"] != current_owner():

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from alex.store.records import Message, SessionRecord, SessionSummary, TaskBase, TaskRecord, Todo
+
 ACTIVE_STATUSES = ("queued", "running")
 TERMINAL_STATUSES = ("completed", "failed", "cancelled")
 
@@ -55,10 +57,10 @@ class Store(Protocol):
     def ensure_session(self, session_id: str, owner: str = "") -> bool:
         """Create the session if unknown; return True when it was created."""
 
-    def get_session(self, session_id: str) -> dict[str, Any] | None:
-        """The session record {id, owner, messages, todos, created_at, updated_at, closing} or None."""
+    def get_session(self, session_id: str) -> SessionRecord | None:
+        """The session record, or None."""
 
-    def list_sessions(self, owner: str | None, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+    def list_sessions(self, owner: str | None, limit: int, offset: int) -> tuple[list[SessionSummary], int]:
         """Sessions newest first with task_count and status (running/idle), and the total count."""
 
     def mark_session_closing(self, session_id: str) -> bool:
@@ -67,33 +69,33 @@ class Store(Protocol):
     def delete_session(self, session_id: str) -> bool:
         """Delete the session with its tasks and events; False when it did not exist."""
 
-    def save_messages(self, session_id: str, messages: list[dict[str, Any]]) -> None:
+    def save_messages(self, session_id: str, messages: list[Message]) -> None:
         """Replace the session's conversation."""
 
-    def save_todos(self, session_id: str, todos: list[dict[str, Any]]) -> None:
+    def save_todos(self, session_id: str, todos: list[Todo]) -> None:
         """Replace the session's todo list."""
 
-    def create_task(self, task: dict[str, Any]) -> None:
-        """Insert a queued task {id, session_id, owner, task, created_at, worker, lease_until}.
+    def create_task(self, task: TaskBase) -> None:
+        """Insert a queued task.
 
         Raises SessionBusyError, SessionClosing or SessionGone.
         """
 
-    def get_task(self, task_id: str) -> dict[str, Any] | None:
+    def get_task(self, task_id: str) -> TaskRecord | None:
         """The task record or None."""
 
     def list_tasks(
         self, owner: str | None, session_id: str | None, status: str | None, limit: int, offset: int
-    ) -> tuple[list[dict[str, Any]], int]:
+    ) -> tuple[list[TaskRecord], int]:
         """Tasks newest first matching the filters, and the total count."""
 
-    def active_task(self, session_id: str) -> dict[str, Any] | None:
+    def active_task(self, session_id: str) -> TaskRecord | None:
         """The session's queued or running task, if any."""
 
     def renew_leases(self, task_ids: list[str], lease_until: float) -> None:
         """Extend the leases of active tasks this process holds."""
 
-    def expired_tasks(self, now: float) -> list[dict[str, Any]]:
+    def expired_tasks(self, now: float) -> list[TaskRecord]:
         """Active tasks whose lease ran out before `now` (their process died)."""
 
     def start_task(self, task_id: str, worker: str, lease_until: float) -> bool:

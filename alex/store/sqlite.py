@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from alex.store.base import NewEvent, StoredEvent, StoreUnavailable
+from alex.store.records import Message, SessionRecord, SessionSummary, TaskBase, TaskRecord, Todo
 from alex.store.sqlite_events import SQLiteEventLog, write_probe
 from alex.store.sqlite_file import SQLiteFile
 from alex.store.sqlite_sessions import SQLiteSessions
@@ -43,10 +44,10 @@ class SQLiteStore:
     def ensure_session(self, session_id: str, owner: str = "") -> bool:
         return self._sessions.ensure_session(session_id, owner)
 
-    def get_session(self, session_id: str) -> dict[str, Any] | None:
+    def get_session(self, session_id: str) -> SessionRecord | None:
         return self._sessions.get_session(session_id)
 
-    def list_sessions(self, owner: str | None, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+    def list_sessions(self, owner: str | None, limit: int, offset: int) -> tuple[list[SessionSummary], int]:
         return self._sessions.list_sessions(owner, limit, offset)
 
     def mark_session_closing(self, session_id: str) -> bool:
@@ -55,32 +56,32 @@ class SQLiteStore:
     def delete_session(self, session_id: str) -> bool:
         return self._sessions.delete_session(session_id)
 
-    def save_messages(self, session_id: str, messages: list[dict[str, Any]]) -> None:
+    def save_messages(self, session_id: str, messages: list[Message]) -> None:
         self._sessions.save_messages(session_id, messages)
 
-    def save_todos(self, session_id: str, todos: list[dict[str, Any]]) -> None:
+    def save_todos(self, session_id: str, todos: list[Todo]) -> None:
         self._sessions.save_todos(session_id, todos)
 
     # -- tasks --------------------------------------------------------------------------------------------------
 
-    def create_task(self, task: dict[str, Any]) -> None:
+    def create_task(self, task: TaskBase) -> None:
         self._tasks.create_task(task)
 
-    def get_task(self, task_id: str) -> dict[str, Any] | None:
+    def get_task(self, task_id: str) -> TaskRecord | None:
         return self._tasks.get_task(task_id)
 
     def list_tasks(
         self, owner: str | None, session_id: str | None, status: str | None, limit: int, offset: int
-    ) -> tuple[list[dict[str, Any]], int]:
+    ) -> tuple[list[TaskRecord], int]:
         return self._tasks.list_tasks(owner, session_id, status, limit, offset)
 
-    def active_task(self, session_id: str) -> dict[str, Any] | None:
+    def active_task(self, session_id: str) -> TaskRecord | None:
         return self._tasks.active_task(session_id)
 
     def renew_leases(self, task_ids: list[str], lease_until: float) -> None:
         self._tasks.renew_leases(task_ids, lease_until)
 
-    def expired_tasks(self, now: float) -> list[dict[str, Any]]:
+    def expired_tasks(self, now: float) -> list[TaskRecord]:
         return self._tasks.expired_tasks(now)
 
     def start_task(self, task_id: str, worker: str, lease_until: float) -> bool:

@@ -7,6 +7,7 @@ from typing import Any
 
 from alex.clock import now_iso
 from alex.store.base import SessionGone
+from alex.store.records import Message, SessionRecord, SessionSummary, Todo
 from alex.store.sqlite_events import SQLiteEventLog
 from alex.store.sqlite_file import SQLiteFile
 from alex.store.sqlite_thread import on_store_thread, store_write
@@ -31,18 +32,21 @@ class SQLiteSessions:
         return cursor.rowcount == 1
 
     @on_store_thread
-    def get_session(self, session_id: str) -> dict[str, Any] | None:
-        row = self._connection.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
+    def get_session(self, session_id: str) -> SessionRecord | None:
+        row = self._connection.execute(
+            "SELECT id, owner, messages, todos, closing, first_event_id, created_at, updated_at"
+            " FROM sessions WHERE id = ?", (session_id,),
+        ).fetchone()
         if row is None:
             return None
-        session = dict(row)
-        session["messages"] = json.loads(session["messages"])
-        session["todos"] = json.loads(session["todos"])
-        session["closing"] = bool(session["closing"])
-        return session
+        return SessionRecord(
+            id=row["id"], owner=row["owner"], messages=json.loads(row["messages"]), todos=json.loads(row["todos"]),
+            closing=bool(row["closing"]), first_event_id=row["first_event_id"], created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )
 
     @on_store_thread
-    def list_sessions(self, owner: str | None, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+    def list_sessions(self, owner: str | None, limit: int, offset: int) -> tuple[list[SessionSummary], int]:
         where, params = ("WHERE s.owner = ?", [owner]) if owner is not None else ("", [])
         total = self._connection.execute(f"SELECT COUNT(*) FROM sessions s {where}", params).fetchone()[0]
         rows = self._connection.execute(
@@ -54,8 +58,8 @@ class SQLiteSessions:
             [*params, limit, offset],
         ).fetchall()
         sessions = [
-            {"id": r["id"], "created_at": r["created_at"], "updated_at": r["updated_at"],
-             "task_count": r["task_count"], "status": "running" if r["busy"] else "idle"}
+            SessionSummary(id=r["id"], created_at=r["created_at"], updated_at=r["updated_at"],
+                           task_count=r["task_count"], status="running" if r["busy"] else "idle")
             for r in rows
         ]
         return sessions, total
@@ -77,11 +81,11 @@ class SQLiteSessions:
         return deleted
 
     @store_write
-    def save_messages(self, session_id: str, messages: list[dict[str, Any]]) -> None:
+    def save_messages(self, session_id: str, messages: list[Message]) -> None:
         self._update_session_json(session_id, "messages", messages)
 
     @store_write
-    def save_todos(self, session_id: str, todos: list[dict[str, Any]]) -> None:
+    def save_todos(self, session_id: str, todos: list[Todo]) -> None:
         self._update_session_json(session_id, "todos", todos)
 
     def _update_session_json(self, session_id: str, column: str, value: Any) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import sqlite3
+from typing import Any, cast
 
 from alex.clock import now_iso
 from alex.store.base import (
@@ -14,6 +15,7 @@ from alex.store.base import (
     StoredEvent,
     StoreError,
 )
+from alex.store.records import TaskBase, TaskRecord
 from alex.store.sqlite_events import SQLiteEventLog
 from alex.store.sqlite_file import SQLiteFile
 from alex.store.sqlite_thread import on_store_thread, store_write
@@ -37,12 +39,12 @@ class SQLiteTasks:
         self._events = events
         self._connection = db.connection
 
-    def create_task(self, task: dict[str, Any]) -> None:
+    def create_task(self, task: TaskBase) -> None:
         self._create_task(task)
         self._events.mark_live(task["session_id"])  # its first event needs no check of the session
 
     @store_write
-    def _create_task(self, task: dict[str, Any]) -> None:
+    def _create_task(self, task: TaskBase) -> None:
         with self._db.transaction() as connection:
             session = connection.execute(
                 "SELECT closing FROM sessions WHERE id = ?", (task["session_id"],)
@@ -66,14 +68,14 @@ class SQLiteTasks:
             connection.execute("UPDATE sessions SET updated_at = ? WHERE id = ?", (now_iso(), task["session_id"]))
 
     @on_store_thread
-    def get_task(self, task_id: str) -> dict[str, Any] | None:
+    def get_task(self, task_id: str) -> TaskRecord | None:
         row = self._connection.execute(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,)).fetchone()
-        return dict(row) if row is not None else None
+        return _record(row) if row is not None else None
 
     @on_store_thread
     def list_tasks(
         self, owner: str | None, session_id: str | None, status: str | None, limit: int, offset: int
-    ) -> tuple[list[dict[str, Any]], int]:
+    ) -> tuple[list[TaskRecord], int]:
         clauses, params = [], []
         for column, value in (("owner", owner), ("session_id", session_id), ("status", status)):
             if value is not None:
@@ -85,15 +87,15 @@ class SQLiteTasks:
             f"SELECT {_TASK_COLUMNS} FROM tasks {where} ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?",
             [*params, limit, offset],
         ).fetchall()
-        return [dict(row) for row in rows], total
+        return [_record(row) for row in rows], total
 
     @on_store_thread
-    def active_task(self, session_id: str) -> dict[str, Any] | None:
+    def active_task(self, session_id: str) -> TaskRecord | None:
         row = self._connection.execute(
             f"SELECT {_TASK_COLUMNS} FROM tasks WHERE session_id = ? AND status IN ('queued', 'running')",
             (session_id,),
         ).fetchone()
-        return dict(row) if row is not None else None
+        return _record(row) if row is not None else None
 
     @store_write
     def renew_leases(self, task_ids: list[str], lease_until: float) -> None:
@@ -103,13 +105,13 @@ class SQLiteTasks:
         )
 
     @on_store_thread
-    def expired_tasks(self, now: float) -> list[dict[str, Any]]:
+    def expired_tasks(self, now: float) -> list[TaskRecord]:
         rows = self._connection.execute(
             f"SELECT {_TASK_COLUMNS} FROM tasks WHERE status IN ('queued', 'running')"
             " AND (lease_until IS NULL OR lease_until < ?)",
             (now,),
         ).fetchall()
-        return [dict(row) for row in rows]
+        return [_record(row) for row in rows]
 
     @store_write
     def start_task(self, task_id: str, worker: str, lease_until: float) -> bool:
@@ -159,3 +161,8 @@ class SQLiteTasks:
             f"UPDATE tasks SET {', '.join(assignments)} WHERE id = ?{guard}", [*params, task_id]
         )
         return cursor.rowcount == 1
+
+
+def _record(row: sqlite3.Row) -> TaskRecord:
+    """A row of _TASK_COLUMNS as the task record (the columns are its keys)."""
+    return cast(TaskRecord, dict(row))

@@ -6,6 +6,7 @@ import json
 from collections import Counter
 
 from alex.agent.tools.base import Tool, ToolContext, ToolError, ToolResult, object_schema, prop, result
+from alex.store.records import SessionRecord
 
 STATUSES = ("pending", "in_progress", "completed")
 
@@ -16,7 +17,7 @@ _TODO = object_schema({
 }, required=["id", "content", "status"])
 
 
-def _session(ctx: ToolContext) -> dict:
+def _session(ctx: ToolContext) -> SessionRecord:
     session = ctx.store.get_session(ctx.session_id)
     if session is None:
         raise ToolError("this session no longer exists")
