@@ -1,7 +1,8 @@
 """gunicorn settings for alex: one gevent worker on the embedded store, more only with Redis.
 
-Plain assignments read from the environment (and .env); no app imports here. Hooks at the end
-refuse a multi-worker start without Redis and raise the open-file limit for many streams.
+Every value comes from alex's own typed settings (alex/config.py: the environment and .env, checked once, with
+a one-line error naming a bad variable); no app imports here. Hooks at the end refuse a multi-worker start
+without Redis and raise the open-file limit for many streams.
 """
 
 import glob
@@ -9,31 +10,26 @@ import os
 import resource
 import sys
 
-from dotenv import load_dotenv
+from alex.config import Config, ConfigError, load_dotenv_file
 
-load_dotenv(override=False)
+load_dotenv_file()
+try:
+    _config = Config.from_env()
+except ConfigError as _error:
+    sys.exit(f"alex: configuration error: {_error}")
 
+_redis = bool(_config.redis_url)
+_metrics_dir = _config.prometheus_multiproc_dir  # /metrics of all workers (alex/observability)
+_asked_workers = _config.web_concurrency or ((os.cpu_count() or 1) if _redis else 1)
 
-def _int(name, default):
-    raw = os.environ.get(name, "").strip() or str(default)
-    try:
-        return int(raw)
-    except ValueError:
-        sys.exit(f"alex: {name}={raw!r} is not valid: expected an integer")
-
-
-_redis = bool(os.environ.get("REDIS_URL", "").strip())
-_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()  # /metrics of all workers (alex/observability)
-_asked_workers = _int("WEB_CONCURRENCY", 1)
-
-bind = f"0.0.0.0:{_int('PORT', 8080)}"
+bind = f"0.0.0.0:{_config.port}"
 worker_class = "gevent"
 # The embedded store and bus live in one process: several workers would each see only their own
 # streams. One gevent worker holds thousands of streams; scale out with REDIS_URL.
 workers = _asked_workers if _redis else 1
-worker_connections = _int("ALEX_MAX_STREAMS", 10000) + 1000
+worker_connections = _config.max_streams + 1000
 timeout = 30
-graceful_timeout = _int("ALEX_GRACEFUL_TIMEOUT_S", 30)
+graceful_timeout = _config.graceful_timeout_s
 keepalive = 95  # above common routers' idle keep-alive (Heroku: 90 s)
 # Request head limits, enforced by gunicorn before the app sees the request (it answers with its own small HTML
 # page, not the JSON envelope: 414 for the line, 431 for the headers). The line holds /api/sse's query (ids
@@ -55,8 +51,8 @@ access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(L)ss "%(a)s" rid=%(
 # the peers listed here. alex's own proxy trust is ALEX_TRUSTED_PROXY_HOPS (ProxyFix in the app): with no proxy
 # declared gunicorn trusts no peer either, so no client can spoof them; with proxies, the local host (a proxy
 # on the same machine) unless FORWARDED_ALLOW_IPS lists the proxies' addresses.
-_proxied = _int("ALEX_TRUSTED_PROXY_HOPS", 0) > 0
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "").strip() or ("127.0.0.1,::1" if _proxied else "")
+_proxied = _config.trusted_proxy_hops > 0
+forwarded_allow_ips = _config.forwarded_allow_ips.strip() or ("127.0.0.1,::1" if _proxied else "")
 
 
 def on_starting(server):

@@ -38,6 +38,13 @@ def _positive_float(raw: str) -> float:
     return value
 
 
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 0 < value < 65536:
+        raise ValueError
+    return value
+
+
 def _env_name(raw: str) -> str:
     if raw not in ("development", "production", "test"):
         raise ValueError
@@ -77,6 +84,15 @@ def _rate_limit(raw: str) -> str:
 
 # variable -> (attribute, parser, default, what it accepts)
 _SETTINGS: dict[str, tuple[str, Callable[[str], Any], str, str]] = {
+    # The server (gunicorn.conf.py reads these through Config too).
+    "PORT": ("port", _port, "8080", "a TCP port (gunicorn binds 0.0.0.0:PORT)"),
+    "WEB_CONCURRENCY": ("web_concurrency", _non_negative_int, "0",
+                        "worker processes; honoured only with REDIS_URL (0: one per core with REDIS_URL, else 1)"),
+    "ALEX_GRACEFUL_TIMEOUT_S": ("graceful_timeout_s", _positive_int, "30",
+                                "seconds a SIGTERM gives running tasks before they stop (retryable shutdown error)"),
+    "FORWARDED_ALLOW_IPS": ("forwarded_allow_ips", str, "",
+                            "proxy addresses gunicorn trusts for scheme headers (empty: none, or 127.0.0.1,::1 "
+                            "with ALEX_TRUSTED_PROXY_HOPS)"),
     "ALEX_ENV": ("env", _env_name, "development", "development, production or test"),
     "OPENAI_API_KEY": ("openai_api_key", str, "", "an API key"),
     "ALEX_LLM_PROVIDER": ("llm_provider", str, "openai", "openai (any OpenAI-compatible endpoint)"),
@@ -132,6 +148,10 @@ _SETTINGS: dict[str, tuple[str, Callable[[str], Any], str, str]] = {
 class Config:
     """Every setting of the service, typed; built once by `Config.from_env`."""
 
+    port: int
+    web_concurrency: int
+    graceful_timeout_s: int
+    forwarded_allow_ips: str
     env: str
     openai_api_key: str
     llm_provider: str
