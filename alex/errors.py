@@ -78,10 +78,6 @@ class Overloaded(AlexError):
     status, code = 503, "overloaded"
 
 
-class Unavailable(AlexError):
-    status, code = 503, "unavailable"
-
-
 def envelope(status: int, code: str, message: str, details: dict | None = None):
     """Build the JSON error response `{"error": {code, status, message, details?}}`."""
     body = {"code": code, "status": status, "message": message}

@@ -61,8 +61,7 @@ def stream_operation() -> Operation:
                      "`invalid_last_event_id`: the cursor is not an event id of this server.",
                 e404="`not_found`: the session belongs to another API key.",
                 e429="`too_many_streams`: this client holds ALEX_MAX_STREAMS_PER_CLIENT streams; see Retry-After.",
-                e503="`overloaded`: the server holds ALEX_MAX_STREAMS streams; `unavailable`: it is shutting "
-                     "down. See Retry-After."),
+                e503="`overloaded`: the server holds ALEX_MAX_STREAMS streams. See Retry-After."),
         },
     }
 
@@ -71,7 +70,9 @@ def _stream_response() -> dict[str, Any]:
     names = [event_component_name(event_type) for event_type in EVENT_SCHEMAS]
     return {
         "description": "The stream: each message's `data:` is the JSON of one of these schemas, chosen by its "
-                       "`event:` name (see `x-sse-events`).",
+                       "`event:` name (see `x-sse-events`). While the server shuts down or its store cannot "
+                       "write, the 200 holds only `retry:` and a comment and ends: reconnect after `retry` ms "
+                       "(EventSource does, keeping its Last-Event-ID).",
         "headers": {
             "Cache-Control": {"schema": {"type": "string", "enum": ["no-cache"]}},
             "X-Accel-Buffering": {"schema": {"type": "string", "enum": ["no"]},

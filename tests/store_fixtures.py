@@ -1,8 +1,11 @@
-"""Fixtures over real SQLite files: where the store lives, stores opened on it (closed at teardown)."""
+"""Fixtures over real SQLite files: where the store lives, stores opened on it (closed at teardown), and
+another connection holding the file's write lock (a store fault)."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -34,3 +37,15 @@ def make_store(db_path) -> Iterator[Callable[..., SQLiteStore]]:
 def store(make_store) -> SQLiteStore:
     """A store over a fresh file, closed at teardown."""
     return make_store()
+
+
+@contextmanager
+def exclusive_lock(db_path: Path) -> Iterator[None]:
+    """Another connection holds `BEGIN EXCLUSIVE` on the file (no other connection can write meanwhile)."""
+    other = sqlite3.connect(db_path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        yield
+    finally:
+        other.execute("COMMIT")
+        other.close()

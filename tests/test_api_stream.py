@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.api_support import assert_envelope, services
+from tests.store_fixtures import exclusive_lock
 
 WAIT_S = 10.0
 
@@ -232,3 +233,22 @@ def test_too_many_streams_is_503(make_app, controlled_work, open_stream):
 def test_stream_response_carries_a_request_id(client, open_stream):
     stream = open_stream(client, "session_id=s1", {"X-Request-ID": "trace-123"})
     assert stream.response.headers["X-Request-ID"] == "trace-123"
+
+
+def test_while_the_server_shuts_down_a_stream_gets_200_retry_and_an_end(stream_app, client):
+    services(stream_app).broadcaster.close_all()  # what SIGTERM does first
+    response = client.get("/api/sse?session_id=s1", headers={"Last-Event-ID": "5"})
+    assert response.status_code == 200  # EventSource gives up for good after any other status
+    assert response.headers["Content-Type"] == "text/event-stream; charset=utf-8"
+    body = response.get_data()
+    assert body.startswith(b"retry: 3000\n\n") and b"shutting down" in body
+    assert b"id:" not in body and b"data:" not in body  # the client keeps its Last-Event-ID
+    assert services(stream_app).broadcaster.count() == 0
+
+
+def test_while_the_store_cannot_write_a_new_sessions_stream_gets_200_retry(stream_app, client):
+    with exclusive_lock(services(stream_app).store.path):
+        response = client.get("/api/sse?session_id=brand-new")
+    assert response.status_code == 200
+    assert response.get_data().startswith(b"retry: 3000\n\n")
+    assert services(stream_app).broadcaster.count() == 0

@@ -10,8 +10,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import pytest
 
@@ -19,6 +18,7 @@ from alex.clock import now_iso
 from alex.store.base import NewEvent, StoreUnavailable
 from alex.store.sqlite import SQLiteStore
 from alex.streaming.sse import encode_body
+from tests.store_fixtures import exclusive_lock
 
 WAIT_S = 15.0
 
@@ -29,18 +29,6 @@ def wait_for(predicate: Callable[[], bool], timeout: float = WAIT_S) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.01)
-
-
-@contextmanager
-def exclusive_lock(db_path) -> Iterator[None]:
-    """Another connection holds `BEGIN EXCLUSIVE` on the file (no other connection can write meanwhile)."""
-    other = sqlite3.connect(db_path, isolation_level=None)
-    other.execute("BEGIN EXCLUSIVE")
-    try:
-        yield
-    finally:
-        other.execute("COMMIT")
-        other.close()
 
 
 def logged_rows(db_path) -> list[tuple[int, str, str, str]]:

@@ -9,11 +9,13 @@ from flask import Blueprint, Response, request
 
 from alex.api.inputs import query_args
 from alex.api.owner import current_owner, owned_session
-from alex.errors import AlexError, Overloaded, Unavailable
+from alex.errors import AlexError, Overloaded
 from alex.schemas import StreamQuerySchema
 from alex.security.limits import client_id, enforce_stream_cap
 from alex.services import Services, services
+from alex.store.base import StoreUnavailable
 from alex.streaming.direct import direct_socket
+from alex.streaming.sse import encode_comment, encode_frame
 from alex.streaming.stream import SessionStream
 
 log = logging.getLogger(__name__)
@@ -32,8 +34,22 @@ class InvalidCursor(AlexError):
 
 @bp.get("/api/sse")
 def stream():
-    """Stream the session's events: `connected` at once, then every event after the cursor, then live."""
+    """Stream the session's events: `connected` at once, then every event after the cursor, then live.
+
+    While this process shuts down or its store cannot write, the answer is a 200 that only says `retry:` and
+    ends: `EventSource` reconnects by itself after that (keeping its Last-Event-ID), but gives up for good after
+    any other status.
+    """
     svc = services()
+    if svc.broadcaster.shutting_down:
+        return _reconnect_later(svc, "this server is shutting down")
+    try:
+        return _stream(svc)
+    except StoreUnavailable as error:
+        return _reconnect_later(svc, f"the store is unavailable ({error})")
+
+
+def _stream(svc: Services):
     if not request.args.get("session_id"):
         raise SessionIdRequired(
             "Add ?session_id=<id> (letters, digits, '_' or '-'); reuse it to reconnect to the same session."
@@ -65,8 +81,6 @@ def _client_cursor(svc: Services, args: dict) -> str | None:
 
 
 def _open_stream(svc: Services, session_id: str, cursor: str | None) -> Response:
-    if svc.broadcaster.shutting_down:
-        raise Unavailable("This server is shutting down; reconnect in a few seconds.", headers={"Retry-After": "3"})
     if svc.broadcaster.count() >= svc.config.max_streams:
         raise Overloaded("This server holds as many streams as it can; retry shortly.", headers={"Retry-After": "5"})
     client = client_id()
@@ -91,6 +105,13 @@ def _open_stream(svc: Services, session_id: str, cursor: str | None) -> Response
     # less on the stack every waiting stream keeps (the body is bytes already; close() is the stream's).
     response.direct_passthrough = True
     return response
+
+
+def _reconnect_later(svc: Services, why: str) -> Response:
+    """200, `retry:` and the end: the client comes back (to another process, or this one recovered)."""
+    log.info("stream refused for now: %s", why)
+    body = encode_frame(retry_ms=svc.config.sse_retry_ms) + encode_comment(f"{why}; reconnect")
+    return Response(body, mimetype="text/event-stream", headers={**SSE_HEADERS, "Connection": "close"})
 
 
 def _end_connection(sock: socket.socket) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import time
 
 import pytest
@@ -65,3 +66,44 @@ def test_sigterm_mid_task_ends_it_once_and_a_new_server_replays_what_the_client_
     assert terminal[0]["retryable"] is True and terminal[0]["recoverable"] is False
     status, _, task = second.request("GET", f"/api/tasks/{accepted['task_id']}")
     assert task["status"] == "failed"
+
+
+def _read_response(sock: socket.socket, timeout: float = 10.0) -> tuple[int, bytes]:
+    """Status and everything the server sent until it closed the connection (bounded by `timeout`)."""
+    sock.settimeout(timeout)
+    data = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return int(data.split(b" ", 2)[1]), data
+
+
+def test_a_reconnect_on_a_kept_alive_connection_during_shutdown_gets_200_and_retry(start_server, fake_openai):
+    settings = agent_settings(fake_openai, ALEX_GRACEFUL_TIMEOUT_S="10")  # 4 s for tasks: the worker stays up
+    fake_openai.script(analysis(), tool_calls(("bash", {"command": "sleep 60"})))
+    server = start_server(**settings)
+    kept = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    stream = SSEClient(f"{server.url}/api/sse?session_id=restart")
+    try:
+        kept.sendall(b"GET /health HTTP/1.1\r\nHost: alex\r\n\r\n")
+        head = kept.recv(65536)
+        assert head.startswith(b"HTTP/1.1 200") and b"close" not in head.lower()  # kept alive
+        stream.read_messages(1)
+        status, _, _ = server.request("POST", "/api/tasks", {"task": "long job", "session_id": "restart"})
+        assert status == 202
+        seen = stream.read_until(lambda ms: any(m.event == "tool_call_start" for m in ms), timeout=20)
+        server.process.send_signal(signal.SIGTERM)
+        stream.read_to_end(timeout=10)  # streams end at once: the worker is draining its task now
+        kept.sendall(f"GET /api/sse?session_id=restart HTTP/1.1\r\nHost: alex\r\nLast-Event-ID: {seen[-1].id}"
+                     "\r\n\r\n".encode())
+        status, answer = _read_response(kept)
+    finally:
+        kept.close()
+        stream.close()
+    assert status == 200, answer  # not 503: EventSource would give up for good
+    assert b"text/event-stream" in answer and b"retry: 3000\n\n" in answer
+    assert b"event:" not in answer
+    assert server.wait_exit(timeout=30) == 0
