@@ -133,6 +133,9 @@ _SETTINGS: dict[str, tuple[str, Callable[[str], Any], str, str]] = {
     "ALEX_ALLOW_ANONYMOUS": ("allow_anonymous", _bool, "0", "1 or 0 (production without ALEX_API_KEYS)"),
     "ALEX_SECRET_KEY": ("secret_key", str, "", "a long random string (signs stream tokens; random per start if unset)"),
     "ALEX_STREAM_TOKEN_TTL_S": ("stream_token_ttl_s", _positive_int, "300", "an integer number of seconds"),
+    "ALEX_STREAM_RECONNECT_GRACE_S": ("stream_reconnect_grace_s", _non_negative_int, "43200",
+                                      "seconds after its TTL a stream token still reconnects its stream (a request "
+                                      "with Last-Event-ID, as EventSource sends)"),
     "ALEX_TRUSTED_PROXY_HOPS": ("trusted_proxy_hops", _non_negative_int, "0", "an integer >= 0 (proxies in front)"),
     "ALEX_RATE_LIMIT": ("rate_limit", _rate_limit, "30/minute",
                         "task submissions per client like 30/minute, 5/second or 5/second;100/hour; off for none"),
@@ -190,6 +193,7 @@ class Config:
     allow_anonymous: bool
     secret_key: str
     stream_token_ttl_s: int
+    stream_reconnect_grace_s: int
     trusted_proxy_hops: int
     rate_limit: str
     max_streams_per_client: int

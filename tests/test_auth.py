@@ -245,12 +245,34 @@ def test_tokens_signed_by_one_process_work_in_another_with_the_same_secret(make_
     assert call(other, "GET", f"/api/sse?session_id=mine&last_event_id=9&access_token={token}").status_code == 204
 
 
-def test_without_a_secret_tokens_are_signed_per_process(make_app, controlled_work, caplog):
-    first = make_app(work=controlled_work, ALEX_API_KEYS=KEY_A).test_client()
-    second = make_app(work=controlled_work, ALEX_API_KEYS=KEY_A).test_client()
-    token = stream_token(first, "mine")
-    assert_unauthorized(call(second, "GET", f"/api/sse?session_id=mine&access_token={token}"))
-    assert "ALEX_SECRET_KEY is not set" in caplog.text
+def test_without_a_secret_tokens_are_signed_with_a_key_the_store_keeps(make_app, controlled_work, caplog, tmp_path):
+    first = make_app(work=controlled_work, ALEX_API_KEYS=KEY_A)
+    token = stream_token(first.test_client(), "mine")
+    first.extensions["alex"].close()  # a restart: the next process on the same data accepts the token
+    restarted = make_app(work=controlled_work, ALEX_API_KEYS=KEY_A).test_client()
+    response = restarted.get(f"/api/sse?session_id=mine&access_token={token}")  # a stream: not buffered
+    assert response.status_code == 200
+    response.close()
+    elsewhere = make_app(work=controlled_work, ALEX_API_KEYS=KEY_A, ALEX_DATA_DIR=str(tmp_path / "elsewhere"))
+    assert_unauthorized(call(elsewhere.test_client(), "GET", f"/api/sse?session_id=mine&access_token={token}"))
+    assert "key kept in the store" in caplog.text
+
+
+def test_an_expired_token_still_reconnects_its_stream_within_the_grace(make_app, controlled_work):
+    client = make_app(work=controlled_work, ALEX_API_KEYS=KEY_A, ALEX_SECRET_KEY=SECRET,
+                      ALEX_STREAM_RECONNECT_GRACE_S="3600").test_client()
+    owner = ApiKeys((KEY_A,)).owner_of(KEY_A)
+    stale = StreamTokens(SECRET, 300, clock=lambda: time.time() - 1800).issue("mine", owner)
+    too_old = StreamTokens(SECRET, 300, clock=lambda: time.time() - 4000).issue("mine", owner)
+    assert_unauthorized(call(client, "GET", f"/api/sse?session_id=mine&access_token={stale}"), stale)  # a new open
+    # EventSource's reconnect of a stream it opened carries Last-Event-ID: "mine" does not exist here, so 204 at
+    # once means the token was accepted.
+    reconnect = {"Last-Event-ID": "9"}
+    assert call(client, "GET", f"/api/sse?session_id=mine&access_token={stale}", headers=reconnect).status_code == 204
+    assert_unauthorized(call(client, "GET", f"/api/sse?session_id=mine&access_token={too_old}", headers=reconnect),
+                        too_old)
+    other_session = f"/api/sse?session_id=other&access_token={stale}"
+    assert_unauthorized(call(client, "GET", other_session, headers=reconnect), stale)
 
 
 # Production start-up rules.

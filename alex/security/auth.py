@@ -44,7 +44,9 @@ class Security:
 def register_auth(app: Flask, config: Config) -> None:
     """Refuse an open production server, warn of open endpoints, check each /api call's key and the metrics token."""
     check_production_auth(config)
-    security = Security(ApiKeys(config.api_keys), StreamTokens(config.secret_key, config.stream_token_ttl_s))
+    secret = config.secret_key or _stored_secret
+    security = Security(ApiKeys(config.api_keys), StreamTokens(
+        secret, config.stream_token_ttl_s, reconnect_grace_s=config.stream_reconnect_grace_s))
     app.extensions["alex.security"] = security
     _log_startup_notes(config, security)
 
@@ -59,6 +61,11 @@ def register_auth(app: Flask, config: Config) -> None:
         @app.before_request
         def authenticate_scraper() -> None:
             _check_metrics_token(config.metrics_token)
+
+
+def _stored_secret() -> str:
+    """The signing key the store keeps when ALEX_SECRET_KEY is unset (made once; shared by its processes)."""
+    return current_app.extensions["alex"].store.shared_secret("stream-tokens")
 
 
 def issue_stream_token(session_id: str) -> dict[str, Any]:
@@ -106,7 +113,8 @@ def _check_metrics_token(token: str) -> None:
 def _access_token_owner(security: Security, access_token: str) -> str:
     """The owner of a stream token for the requested session, or of an API key given as access token."""
     try:
-        owner = security.tokens.owner_for(access_token, request.args.get("session_id", ""))
+        reconnect = bool(request.headers.get("Last-Event-ID", "").strip())  # EventSource's own reconnect
+        owner = security.tokens.owner_for(access_token, request.args.get("session_id", ""), reconnect=reconnect)
     except TokenRejected as rejected:
         raise Unauthorized(str(rejected)) from None
     if owner is None:
@@ -128,10 +136,9 @@ def _log_startup_notes(config: Config, security: Security) -> None:
             "Set ALEX_API_KEYS before exposing it.",
             " and with them SHELL COMMANDS (the bash tool) as this server's user" if bash else "",
         )
-    elif security.tokens.random_secret:
-        level = logging.WARNING if config.redis_url else logging.INFO
-        log.log(level, "ALEX_SECRET_KEY is not set: stream tokens are signed with a random key of this process; "
-                "they end with a restart and are not accepted by other workers. Set ALEX_SECRET_KEY to share them.")
+    elif security.tokens.secret_from_store:
+        log.info("ALEX_SECRET_KEY is not set: stream tokens are signed with a key kept in the store (the same for "
+                 "every process on it; they outlive restarts as long as the data does).")
     if config.production and security.keys and not config.metrics_token:
         log.warning("ALEX_METRICS_TOKEN is not set: /metrics is open to anyone who can reach this server. "
                     "Set ALEX_METRICS_TOKEN, or keep /metrics to a private network at the proxy.")

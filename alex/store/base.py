@@ -129,6 +129,10 @@ class Store(Protocol):
         for a cursor of an earlier incarnation (deleted and created again) or never issued by this store,
         and after the newest event when `cursor` is None."""
 
+    def shared_secret(self, name: str) -> str:
+        """A random secret made the first time `name` is asked for and kept by the store: the same for every
+        process on it, across restarts."""
+
     def flush(self, timeout_s: float) -> bool:
         """Write every pending event; False when the store could not within `timeout_s` (they stay pending)."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,13 @@ class SQLiteStore:
         if first is None or position < first[0] or position > self._events.issued_up_to:
             return "0"  # an earlier incarnation's cursor, or one this store never issued: the whole session
         return cursor
+
+    @on_store_thread
+    def shared_secret(self, name: str) -> str:
+        connection = self._db.connection
+        connection.execute("INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)",
+                           (name, secrets.token_urlsafe(32)))
+        return connection.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()[0]
 
     def flush(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
