@@ -50,7 +50,7 @@ class Services:
 def build_services(config: Config, work: Work | None = None) -> Services:
     """Wire the objects together; `work` runs a task (the agent loop unless a test passes its own)."""
     store = build_store(config)
-    bus = build_bus(config)
+    bus = build_bus(config, store)
     broadcaster = Broadcaster(config.sse_buffer, heartbeat_s=config.sse_heartbeat_s)
     bus.start(broadcaster.deliver)
     publisher = Publisher(store, bus)

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
-from alex.config import Config, ConfigError
+from alex.config import Config
 from alex.store.base import Bus, Store
 from alex.store.local_bus import LocalBus
 from alex.store.sqlite import SQLiteStore
 
 
 def build_store(config: Config) -> Store:
-    """The store the configuration asks for (the embedded SQLite file unless REDIS_URL is set)."""
+    """The store the configuration asks for: Redis with REDIS_URL, else the embedded SQLite file."""
     if config.redis_url:
-        raise ConfigError("REDIS_URL is set but this version has no Redis backend yet: unset REDIS_URL")
+        from alex.store.redis_store import RedisStore
+
+        return RedisStore(config.redis_url, event_retention=config.event_retention)
     return SQLiteStore(config.data_dir / "alex.sqlite3", event_retention=config.event_retention,
                        max_pending_events=config.event_pending_max)
 
 
-def build_bus(config: Config) -> Bus:
-    """The bus the configuration asks for (in-process unless REDIS_URL is set)."""
+def build_bus(config: Config, store: Store) -> Bus:
+    """The bus the configuration asks for: Redis's bus stream with REDIS_URL, else in-process delivery."""
     if config.redis_url:
-        raise ConfigError("REDIS_URL is set but this version has no Redis backend yet: unset REDIS_URL")
+        from alex.store.redis_bus import RedisBus
+        from alex.store.redis_store import RedisStore
+
+        assert isinstance(store, RedisStore)
+        return RedisBus(config.redis_url, store.bus_key)
     return LocalBus()

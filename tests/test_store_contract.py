@@ -1,0 +1,244 @@
+"""One contract, both backends: every Store rule the rest of alex relies on holds on SQLite and on Redis (a real
+redis-server), and the Redis bus delivers what any process appended, in order, through dropped connections."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+
+from alex.clock import now_iso
+from alex.store.base import NewEvent, SessionBusyError, SessionClosing, SessionGone, Store, StoredEvent
+from alex.store.redis_bus import RedisBus
+from alex.store.redis_store import RedisStore
+from alex.store.sqlite import SQLiteStore
+
+WAIT_S = 10.0
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def make_any_store(request, tmp_path, redis_url, redis_prefix) -> Iterator[Callable[[], Store]]:
+    """Open stores of one backend over the same data (a second one is another process), closed at teardown."""
+    stores: list[Store] = []
+
+    def make() -> Store:
+        if request.param == "sqlite":
+            stores.append(SQLiteStore(tmp_path / "alex.sqlite3", event_retention=10_000))
+        else:
+            stores.append(RedisStore(redis_url, event_retention=10_000, prefix=redis_prefix))
+        return stores[-1]
+
+    yield make
+    for store in stores:
+        store.close()
+
+
+@pytest.fixture
+def store(make_any_store) -> Store:
+    return make_any_store()
+
+
+def new_task(store: Store, session_id: str, task_id: str, owner: str = "") -> None:
+    store.create_task({"id": task_id, "session_id": session_id, "owner": owner, "task": "do it",
+                       "created_at": now_iso(), "worker": "w", "lease_until": time.time() + 60})
+
+
+def terminal(session_id: str, n: int = 0) -> NewEvent:
+    return NewEvent(session_id, "task_complete", json.dumps({"event_type": "task_complete", "n": n}))
+
+
+def run_together(target: Callable[[int], object], count: int) -> list[object]:
+    """`target(i)` in `count` threads released together; their results."""
+    barrier, results = threading.Barrier(count), [None] * count
+
+    def run(index: int) -> None:
+        barrier.wait(WAIT_S)
+        results[index] = target(index)
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT_S)
+    assert not any(thread.is_alive() for thread in threads)
+    return results
+
+
+def test_sessions_are_created_once_and_read_back(store):
+    assert store.ensure_session("s1", "owner-a") is True
+    assert store.ensure_session("s1", "owner-b") is False
+    session = store.get_session("s1")
+    assert (session["id"], session["owner"], session["messages"], session["todos"], session["closing"]) == \
+        ("s1", "owner-a", [], [], False)
+    assert store.get_session("nope") is None
+    store.save_messages("s1", [{"role": "user", "content": "héllo \ud800"}])
+    store.save_todos("s1", [{"id": "1", "content": "x", "status": "pending"}])
+    session = store.get_session("s1")
+    assert session["messages"] == [{"role": "user", "content": "héllo \ufffd"}]  # stored as valid UTF-8
+    assert session["todos"][0]["status"] == "pending"
+    with pytest.raises(SessionGone):
+        store.save_messages("nope", [])
+
+
+def test_sessions_list_newest_first_per_owner_with_status(store):
+    for name in ("a", "b", "c"):
+        store.ensure_session(name, "me" if name != "b" else "other")
+        time.sleep(0.002)  # distinct creation times, in order
+    new_task(store, "c", "t-c", "me")
+    sessions, total = store.list_sessions(None, 10, 0)
+    assert ([s["id"] for s in sessions], total) == (["c", "b", "a"], 3)
+    mine, total = store.list_sessions("me", 1, 1)
+    assert ([s["id"] for s in mine], total) == (["a"], 2)
+    assert {s["id"]: (s["status"], s["task_count"]) for s in sessions}["c"] == ("running", 1)
+
+
+def test_one_active_task_per_session_across_concurrent_creators(make_any_store):
+    stores = [make_any_store(), make_any_store()]  # two processes
+    stores[0].ensure_session("s1")
+
+    def create(index: int) -> str:
+        try:
+            new_task(stores[index % 2], "s1", f"t{index}")
+            return "created"
+        except SessionBusyError:
+            return "busy"
+
+    assert sorted(run_together(create, 8)) == ["busy"] * 7 + ["created"]
+    assert stores[1].active_task("s1")["status"] == "queued"
+
+
+def test_closing_and_missing_sessions_take_no_task(store):
+    with pytest.raises(SessionGone):
+        new_task(store, "nope", "t0")
+    store.ensure_session("s1")
+    assert store.mark_session_closing("s1") is True
+    with pytest.raises(SessionClosing):
+        new_task(store, "s1", "t1")
+
+
+def test_a_task_starts_once_and_ends_once_with_exactly_one_terminal_event(make_any_store):
+    stores = [make_any_store(), make_any_store()]
+    stores[0].ensure_session("s1")
+    new_task(stores[0], "s1", "t1")
+    assert stores[0].start_task("t1", "w1", time.time() + 60) is True
+    assert stores[1].start_task("t1", "w2", time.time() + 60) is False
+    before = stores[0].append_event("s1", "note", '{"n":1}')
+    ended = run_together(lambda i: stores[i % 2].finish_task_with_event("t1", "completed", terminal("s1", i),
+                                                                       final_answer=str(i)), 6)
+    winners = [event for event in ended if event is not None]
+    assert len(winners) == 1
+    logged = stores[1].events_after("s1", "0", 10)
+    assert [event.event_type for event in logged] == ["note", "task_complete"]
+    assert logged[0].id == before.id and logged[1].id == winners[0].id
+    task = stores[1].get_task("t1")
+    assert task["status"] == "completed" and task["final_answer"] == str(json.loads(logged[1].body)["n"])
+    assert stores[1].active_task("s1") is None
+    new_task(stores[1], "s1", "t2")  # the session is free again
+
+
+def test_the_log_pages_in_order_and_goes_with_its_session(store):
+    store.ensure_session("s1")
+    store.ensure_session("s2")
+    ids = [store.append_event("s1", "n", json.dumps({"n": n})).id for n in range(7)]
+    other = store.append_event("s2", "n", "{}")
+    assert [e.id for e in store.events_after("s1", "0", 3)] == ids[:3]
+    assert [e.id for e in store.events_after("s1", ids[2], 100)] == ids[3:]
+    assert store.latest_event_id("s1") == ids[-1] and store.latest_event_id("nope") is None
+    assert all(store.is_event_id(event_id) for event_id in ids) and not store.is_event_id("abc")
+    assert store.delete_session("s1") is True
+    assert store.events_after("s1", "0", 100) == []
+    with pytest.raises(SessionGone):
+        store.append_event("s1", "n", "{}")
+    assert [e.id for e in store.events_after("s2", "0", 10)] == [other.id]
+
+
+def test_cursor_rules(store):
+    store.ensure_session("s1")
+    old = [store.append_event("s1", "n", "{}").id for _ in range(3)]
+    assert store.resume_cursor("s1", None) == old[-1]
+    assert store.resume_cursor("s1", "0") == "0"
+    assert store.resume_cursor("s1", old[0]) == old[0]
+    store.delete_session("s1")
+    time.sleep(0.002)  # Redis ids are milliseconds: the new session starts in a later one
+    store.ensure_session("s1")
+    store.ensure_session("s2")
+    newer = store.append_event("s2", "n", "{}").id
+    assert store.resume_cursor("s1", old[-1]) == "0"  # an earlier incarnation's cursor: from the start
+    assert store.resume_cursor("s1", newer) == newer  # newer than the session's log: after it, no replay
+
+
+def test_leases_expire_and_renew(store):
+    store.ensure_session("s1")
+    new_task(store, "s1", "t1")
+    store.start_task("t1", "w", time.time() - 1)
+    assert [task["id"] for task in store.expired_tasks(time.time())] == ["t1"]
+    store.renew_leases(["t1"], time.time() + 60)
+    assert store.expired_tasks(time.time()) == []
+
+
+def test_a_shared_secret_is_the_same_for_every_process(make_any_store):
+    first, second = make_any_store(), make_any_store()
+    assert first.shared_secret("tokens") == second.shared_secret("tokens")
+    assert len(first.shared_secret("tokens")) >= 32
+    assert first.shared_secret("tokens") != first.shared_secret("other")
+
+
+# The Redis bus.
+
+
+@pytest.fixture
+def redis_pair(redis_url, redis_prefix) -> Iterator[tuple[RedisStore, RedisStore]]:
+    stores = (RedisStore(redis_url, prefix=redis_prefix), RedisStore(redis_url, prefix=redis_prefix))
+    yield stores
+    for store in stores:
+        store.close()
+
+
+def collect(bus: RedisBus) -> list[StoredEvent]:
+    received: list[StoredEvent] = []
+    bus.start(received.append)
+    return received
+
+
+def wait_for(predicate: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def test_the_bus_delivers_every_process_appends_in_order_with_the_same_ids(redis_url, redis_pair):
+    here, there = redis_pair
+    buses = [RedisBus(redis_url, here.bus_key), RedisBus(redis_url, here.bus_key)]
+    received = [collect(bus) for bus in buses]
+    try:
+        here.ensure_session("s1")
+        appended = [(here if n % 2 else there).append_event("s1", "n", json.dumps({"n": n})) for n in range(50)]
+        for events in received:
+            wait_for(lambda events=events: len(events) >= 50)
+            assert events == appended
+    finally:
+        for bus in buses:
+            bus.close()
+
+
+def test_the_bus_loses_nothing_when_its_connection_is_killed(redis_url, redis_pair):
+    store, _ = redis_pair
+    bus = RedisBus(redis_url, store.bus_key)
+    received = collect(bus)
+    admin = redis.Redis.from_url(redis_url)
+    try:
+        store.ensure_session("s1")
+        first = [store.append_event("s1", "n", "{}") for _ in range(5)]
+        wait_for(lambda: len(received) >= 5)
+        admin.client_kill_filter(_type="normal", skipme=True)  # every other client, the bus's reader included
+        later = [store.append_event("s1", "n", "{}") for _ in range(5)]
+        wait_for(lambda: len(received) >= 10)
+        assert received == first + later
+    finally:
+        bus.close()
+        admin.close()
