@@ -102,6 +102,8 @@ _SETTINGS: dict[str, tuple[str, Callable[[str], Any], str, str]] = {
     "ALEX_DATA_DIR": ("data_dir", Path, "./data", "a directory path"),
     "ALEX_WORKSPACE_ROOT": ("workspace_root", Path, "", "a directory path (default $ALEX_DATA_DIR/workspaces)"),
     "REDIS_URL": ("redis_url", str, "", "a redis:// URL"),
+    "ALEX_REDIS_PREFIX": ("redis_prefix", str, "alex:",
+                          "the prefix of alex's keys in Redis (deployments sharing one Redis each use their own)"),
     "ALEX_SSE_HEARTBEAT_S": ("sse_heartbeat_s", _positive_float, "30", "a number of seconds > 0"),
     "ALEX_SSE_BUFFER": ("sse_buffer", _positive_int, "100", "an integer >= 1"),
     "ALEX_SSE_WRITE_TIMEOUT_S": ("sse_write_timeout_s", _positive_float, "30", "a number of seconds > 0"),
@@ -164,6 +166,7 @@ class Config:
     data_dir: Path
     workspace_root: Path
     redis_url: str
+    redis_prefix: str
     sse_heartbeat_s: float
     sse_buffer: int
     sse_write_timeout_s: float

@@ -1,8 +1,7 @@
 """The task rate limit in Redis (REDIS_URL): one budget across app instances, no key material, outages tolerated.
 
-Needs the Redis at 127.0.0.1:6379 and fails without it. The apps here mount only what the limit needs (auth,
-the limit, the envelope and a stand-in for POST /api/tasks): the full app refuses REDIS_URL until the Redis
-store exists, and the limiter is the part under test.
+Uses the test run's own redis-server (tests/redis_fixtures.py). The apps here mount only what the limit needs
+(auth, the limit, the envelope and a stand-in for POST /api/tasks): the limiter is the part under test.
 """
 
 from __future__ import annotations
@@ -18,19 +17,13 @@ from alex.security import register_auth
 from alex.security.limits import rate_limited, register_limits
 from tests.e2e.server import free_port
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 KEY = "redis-test-key-0123456789"
 
 
 @pytest.fixture
-def redis_client():
-    """A client of the local Redis; the test fails (not skips) when Redis does not answer."""
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as error:
-        client.close()
-        pytest.fail(f"these tests need Redis at {REDIS_URL}: {error}")
+def redis_client(redis_url):
+    """A client of the test run's Redis."""
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=2)
     yield client
     client.close()
 
@@ -76,9 +69,9 @@ def post_task(app, key: str | None = None):
     return app.test_client().post("/api/tasks", json={"task": "say hi"}, headers=headers)
 
 
-def test_two_app_instances_share_one_budget_in_redis(make_limited_app, key_prefix):
-    first = make_limited_app(key_prefix, REDIS_URL=REDIS_URL, ALEX_RATE_LIMIT="3/minute")
-    second = make_limited_app(key_prefix, REDIS_URL=REDIS_URL, ALEX_RATE_LIMIT="3/minute")
+def test_two_app_instances_share_one_budget_in_redis(make_limited_app, key_prefix, redis_url):
+    first = make_limited_app(key_prefix, REDIS_URL=redis_url, ALEX_RATE_LIMIT="3/minute")
+    second = make_limited_app(key_prefix, REDIS_URL=redis_url, ALEX_RATE_LIMIT="3/minute")
     assert [post_task(first).status_code, post_task(first).status_code, post_task(second).status_code] == [202] * 3
     for app in (second, first):
         response = post_task(app)
@@ -87,17 +80,18 @@ def test_two_app_instances_share_one_budget_in_redis(make_limited_app, key_prefi
         assert 1 <= int(response.headers["Retry-After"]) <= 60
 
 
-def test_another_prefix_is_another_budget(make_limited_app, key_prefix, redis_client):
+def test_another_prefix_is_another_budget(make_limited_app, key_prefix, redis_client, redis_url):
     other_prefix = f"{key_prefix}-other"
-    first = make_limited_app(key_prefix, REDIS_URL=REDIS_URL, ALEX_RATE_LIMIT="1/minute")
-    other = make_limited_app(other_prefix, REDIS_URL=REDIS_URL, ALEX_RATE_LIMIT="1/minute")
+    first = make_limited_app(key_prefix, REDIS_URL=redis_url, ALEX_RATE_LIMIT="1/minute")
+    other = make_limited_app(other_prefix, REDIS_URL=redis_url, ALEX_RATE_LIMIT="1/minute")
     assert post_task(first).status_code == 202
     assert post_task(first).status_code == 429
     assert post_task(other).status_code == 202
 
 
-def test_redis_keys_name_the_owner_id_never_the_api_key_and_expire(make_limited_app, key_prefix, redis_client):
-    app = make_limited_app(key_prefix, REDIS_URL=REDIS_URL, ALEX_RATE_LIMIT="1/minute", ALEX_API_KEYS=KEY)
+def test_redis_keys_name_the_owner_id_never_the_api_key_and_expire(make_limited_app, key_prefix, redis_client,
+                                                                   redis_url):
+    app = make_limited_app(key_prefix, REDIS_URL=redis_url, ALEX_RATE_LIMIT="1/minute", ALEX_API_KEYS=KEY)
     assert post_task(app, KEY).status_code == 202
     assert post_task(app, KEY).status_code == 429
     keys = [key.decode() for key in redis_client.scan_iter(match=f"*{key_prefix}*")]

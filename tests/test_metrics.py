@@ -15,8 +15,6 @@ from tests.agent_support import agent_settings, analysis, run_task, submit, wait
 from tests.e2e.server import free_port
 from tests.fakes.openai_server import error, text, tool_calls
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
 
 def samples(client, headers=None) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """The app's metrics as {(sample name, sorted labels): value}, parsed by prometheus-client's own parser."""
@@ -165,15 +163,15 @@ def test_multiprocess_mode_needs_the_variable_before_the_process_starts(make_app
         make_app(work=controlled_work, PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
 
 
-def test_redis_answers_a_ping_and_a_closed_port_does_not():
-    assert redis_answers(REDIS_URL), "Redis must run at 127.0.0.1:6379 for this test"
+def test_redis_answers_a_ping_and_a_closed_port_does_not(redis_url):
+    assert redis_answers(redis_url)
     assert not redis_answers(f"redis://127.0.0.1:{free_port()}/0", timeout_s=1.0)
 
 
-def test_deep_health_names_redis_when_it_does_not_answer(app, client):
+def test_deep_health_names_redis_when_it_does_not_answer(app, client, redis_url):
     svc = app.extensions["alex"]
-    # The app cannot start with REDIS_URL until the Redis backend lands; the health check only reads the URL.
-    svc.config = dataclasses.replace(svc.config, redis_url=REDIS_URL)
+    # An app on SQLite whose REDIS_URL is then changed: the health check only reads the URL.
+    svc.config = dataclasses.replace(svc.config, redis_url=redis_url)
     assert client.get("/health?deep=1").get_json() == {"status": "ok"}
     svc.config = dataclasses.replace(svc.config, redis_url=f"redis://127.0.0.1:{free_port()}/0")
     response = client.get("/health?deep=1")

@@ -13,7 +13,7 @@ def build_store(config: Config) -> Store:
     if config.redis_url:
         from alex.store.redis_store import RedisStore
 
-        return RedisStore(config.redis_url, event_retention=config.event_retention)
+        return RedisStore(config.redis_url, event_retention=config.event_retention, prefix=config.redis_prefix)
     return SQLiteStore(config.data_dir / "alex.sqlite3", event_retention=config.event_retention,
                        max_pending_events=config.event_pending_max)
 
