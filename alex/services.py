@@ -52,7 +52,6 @@ def build_services(config: Config, work: Work | None = None) -> Services:
     store = build_store(config)
     bus = build_bus(config, store)
     broadcaster = Broadcaster(config.sse_buffer, heartbeat_s=config.sse_heartbeat_s)
-    bus.start(broadcaster.deliver)
     publisher = Publisher(store, bus)
     lifecycle = TaskLifecycle(store, publisher)
     if work is None:
@@ -63,6 +62,7 @@ def build_services(config: Config, work: Work | None = None) -> Services:
         lifecycle, work, max_concurrent=config.max_concurrent_tasks, max_queued=config.max_queued_tasks,
         lease_s=config.task_lease_s,
     )
+    bus.start(broadcaster.deliver, runner.cancel)
     return Services(config, store, bus, broadcaster, publisher, lifecycle, runner)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.agent_support import agent_settings, analysis, submit, wait_until_ended
-from tests.fakes.openai_server import text, tool_calls
+from tests.fakes.openai_server import hang, text, tool_calls
 
 
 @pytest.fixture
@@ -36,3 +36,18 @@ def test_a_task_posted_to_one_process_streams_to_the_other_and_replays_on_both(t
     task = there.test_client().get(f"/api/tasks/{accepted['task_id']}").get_json()
     assert task["status"] == "completed" and task["final_answer"] == "Done across."
     assert there.test_client().get("/api/sessions").get_json()["sessions"] == ["shared"]
+
+
+def test_a_cancel_sent_to_another_process_stops_the_running_task_at_once(two_processes, fake_openai, open_stream):
+    here, there = two_processes
+    fake_openai.script(analysis(), hang(text("never finished"), after_chunks=1))
+    live = open_stream(there.test_client(), "session_id=stop-me&last_event_id=0")
+    accepted = submit(here.test_client(), "hang", "stop-me")
+    live.read_until(lambda messages: any(m.event == "thinking" for m in messages), timeout=20)
+    response = there.test_client().post(f"/api/tasks/{accepted['task_id']}/cancel")
+    assert response.status_code == 202
+    messages = live.read_until(lambda ms: any(m.event in ("task_cancelled", "error") for m in ms), timeout=10)
+    assert [m.event for m in messages if m.event in ("task_cancelled", "error")] == ["task_cancelled"]
+    assert here.extensions["alex"].runner.wait(accepted["task_id"], 10)  # its agent stopped, not just its record
+    assert wait_until_ended(here, accepted["task_id"], timeout=10)["status"] == "cancelled"
+    assert there.test_client().post(f"/api/tasks/{accepted['task_id']}/cancel").status_code == 409

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 import threading
 import time
@@ -42,8 +43,9 @@ class _Held:
 
 
 def worker_identity() -> str:
-    """Who runs a task: host and pid (stored with each running task)."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """Who runs a task: host, pid and a random part (a restarted process that got the same pid is another
+    worker); stored with each task it holds."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 class TaskRunner:
@@ -56,6 +58,7 @@ class TaskRunner:
     def __init__(
         self, lifecycle: TaskLifecycle, work: Work, *, max_concurrent: int, max_queued: int, lease_s: float
     ):
+        self.identity = worker_identity()  # stored with the tasks this runner holds
         self._lifecycle = lifecycle
         self._work = work
         self._lease_s = lease_s
@@ -79,7 +82,7 @@ class TaskRunner:
         self._reserve()
         try:
             task = self._lifecycle.create(
-                session_id, task_text, owner=owner, worker=worker_identity(), lease_until=time.time() + self._lease_s
+                session_id, task_text, owner=owner, worker=self.identity, lease_until=time.time() + self._lease_s
             )
         except BaseException:
             self._release()
@@ -137,7 +140,7 @@ class TaskRunner:
         try:
             if held.token.cancelled:
                 self._lifecycle.cancel(held.task, held.token.reason)
-            elif self._lifecycle.start(task_id, worker_identity(), time.time() + self._lease_s):
+            elif self._lifecycle.start(task_id, self.identity, time.time() + self._lease_s):
                 self._work(held.task, held.token)
         except Exception as error:  # the agent must not take the runner down; the task still ends
             log.exception("task %s crashed", task_id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from flask import Blueprint, url_for
 
 from alex.agent.runner import RunnerRefused
@@ -13,6 +15,7 @@ from alex.schemas import TaskCreateSchema, TaskListQuerySchema, task_schema, tas
 from alex.security.limits import rate_limited
 from alex.services import services
 from alex.store.base import ACTIVE_STATUSES, SessionBusyError, SessionClosing, SessionGone
+from alex.store.records import TaskRecord
 
 bp = Blueprint("tasks", __name__, url_prefix="/api/tasks")
 _task_list_query = TaskListQuerySchema()
@@ -62,6 +65,17 @@ def cancel_task(task_id: str):
     task = owned_task(path_id(task_id, "task"))
     if task["status"] not in ACTIVE_STATUSES:
         raise TaskFinished(f"The task already ended ({task['status']}); nothing to cancel.")
-    if not svc.runner.cancel(task["id"], "cancelled by request"):
-        svc.lifecycle.cancel(task, "cancelled by request")  # not held by this process (e.g. left queued)
+    reason = "cancelled by request"
+    if svc.runner.cancel(task["id"], reason):
+        pass  # held here: stopped now
+    elif held_elsewhere(task, svc.runner.identity):
+        svc.bus.request_cancel(task["id"], reason)  # the process that runs it stops it when the bus reaches it
+    else:
+        svc.lifecycle.cancel(task, reason)  # nobody holds it (its process died): end it here
     return {"status": "cancelling", "task_id": task["id"]}, 202
+
+
+def held_elsewhere(task: TaskRecord, here: str) -> bool:
+    """True when another live process holds the task (its lease runs)."""
+    lease_until = task["lease_until"]
+    return task["worker"] != here and lease_until is not None and lease_until > time.time()

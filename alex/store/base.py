@@ -144,16 +144,21 @@ class Store(Protocol):
 
 
 Deliver = Callable[[StoredEvent], object]  # what it returns is ignored
+CancelHeld = Callable[[str, str], object]  # (task id, reason): stop the task if this process holds it
 
 
 class Bus(Protocol):
     """Live fan-out of appended events to every process; each process feeds its broadcaster from it."""
 
-    def start(self, deliver: Deliver) -> None:
-        """Begin calling `deliver` for every event published by any process."""
+    def start(self, deliver: Deliver, cancel: CancelHeld | None = None) -> None:
+        """Begin calling `deliver` for every event published by any process, and `cancel` for every cancel
+        request made by any process."""
 
     def publish(self, event: StoredEvent) -> None:
         """Hand an appended event to every process's `deliver` (this process included)."""
+
+    def request_cancel(self, task_id: str, reason: str) -> None:
+        """Ask every process to stop the task if it holds it (the one that runs it does, at once)."""
 
     def close(self) -> None:
         """Stop delivering."""

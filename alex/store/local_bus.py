@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from alex.store.base import Deliver, StoredEvent
+from alex.store.base import CancelHeld, Deliver, StoredEvent
 
 
 class LocalBus:
@@ -10,10 +10,17 @@ class LocalBus:
 
     def __init__(self) -> None:
         self._deliver: Deliver | None = None
+        self._cancel: CancelHeld | None = None
 
-    def start(self, deliver: Deliver) -> None:
-        """Deliver every later `publish` to `deliver`."""
+    def start(self, deliver: Deliver, cancel: CancelHeld | None = None) -> None:
+        """Deliver every later `publish` to `deliver`, and cancel requests to `cancel`."""
         self._deliver = deliver
+        self._cancel = cancel
+
+    def request_cancel(self, task_id: str, reason: str) -> None:
+        """This process is the only one: cancel here."""
+        if self._cancel is not None:
+            self._cancel(task_id, reason)
 
     def publish(self, event: StoredEvent) -> None:
         """Deliver the event now (events published before `start` have no one to reach)."""

@@ -15,8 +15,8 @@ from typing import Any
 
 import redis
 
-from alex.store.base import Deliver, StoredEvent
-from alex.store.redis_store import redis_client
+from alex.store.base import CancelHeld, Deliver, StoredEvent
+from alex.store.redis_store import BUS_LENGTH, redis_client
 
 log = logging.getLogger(__name__)
 BLOCK_MS = 1000  # how long one XREAD waits for new entries (and how soon close() is noticed)
@@ -34,14 +34,20 @@ class RedisBus:
         self._reader: threading.Thread | None = None
         self.last_id = "0"
 
-    def start(self, deliver: Deliver) -> None:
-        """Deliver every event appended from now on (a greenlet under gevent, a daemon thread otherwise)."""
+    def start(self, deliver: Deliver, cancel: CancelHeld | None = None) -> None:
+        """Deliver every event appended from now on, and every cancel request (a greenlet under gevent, a daemon
+        thread otherwise)."""
         self.last_id = self._newest_id()
-        self._reader = threading.Thread(target=self._read, args=(deliver,), name="alex-bus", daemon=True)
+        self._reader = threading.Thread(target=self._read, args=(deliver, cancel), name="alex-bus", daemon=True)
         self._reader.start()
 
     def publish(self, event: StoredEvent) -> None:
         """Nothing to do: the append put the event on the bus, and this process's reader delivers it."""
+
+    def request_cancel(self, task_id: str, reason: str) -> None:
+        """A cancel entry on the bus: the process holding the task stops it when its reader gets there."""
+        self._redis.xadd(self._key, {"c": "cancel", "task": task_id, "reason": reason}, maxlen=BUS_LENGTH,
+                         approximate=True)
 
     def close(self) -> None:
         """Stop reading (within BLOCK_MS)."""
@@ -61,7 +67,7 @@ class RedisBus:
             time.sleep(wait_s)
             wait_s = min(wait_s * 2, RETRY_MAX_S)
 
-    def _read(self, deliver: Deliver) -> None:
+    def _read(self, deliver: Deliver, cancel: CancelHeld | None) -> None:
         wait_s = RETRY_FIRST_S
         while not self._stopping.is_set():
             try:
@@ -78,6 +84,9 @@ class RedisBus:
                 for entry_id, fields in entries:
                     self.last_id = entry_id
                     try:
-                        deliver(StoredEvent(fields["i"], fields["s"], fields["t"], fields["b"]))
+                        if "c" not in fields:
+                            deliver(StoredEvent(fields["i"], fields["s"], fields["t"], fields["b"]))
+                        elif fields["c"] == "cancel" and cancel is not None:
+                            cancel(fields["task"], fields["reason"])
                     except Exception:
-                        log.exception("bus: delivering event %s failed", fields.get("i"))
+                        log.exception("bus: handling entry %s failed", entry_id)
