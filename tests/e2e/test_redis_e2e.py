@@ -1,0 +1,69 @@
+"""Two real gunicorn servers (one with two gevent workers) sharing the test run's Redis: a stream on one sees a
+task posted to the other, to its end, with the same ids as the log; the busy claim and cancel work across them."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.agent_support import agent_settings, analysis
+from tests.fakes.openai_server import text, tool_calls
+from tests.sse_client import SSEClient
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def two_servers(start_server, fake_openai, redis_url, redis_prefix, tmp_path):
+    settings = agent_settings(fake_openai, REDIS_URL=redis_url, ALEX_REDIS_PREFIX=redis_prefix,
+                              ALEX_SSE_HEARTBEAT_S="1", ALEX_RATE_LIMIT="off")
+    first = start_server(tmp_path / "a", WEB_CONCURRENCY="1", **settings)
+    second = start_server(tmp_path / "b", WEB_CONCURRENCY="2", **settings)
+    deadline = time.monotonic() + 20
+    while second.log().count("Booting worker") < 2:  # with REDIS_URL, WEB_CONCURRENCY is honoured
+        assert time.monotonic() < deadline, second.log()
+        time.sleep(0.05)  # bounded poll of the server log
+    return first, second
+
+
+def replay(server, session_id: str) -> list:
+    """The whole log of the session as a fresh stream replays it (up to the first heartbeat)."""
+    client = SSEClient(f"{server.url}/api/sse?session_id={session_id}", headers={"Last-Event-ID": "0"})
+    try:
+        client.read_until(lambda _: bool(client.parser.comments), timeout=10)
+    finally:
+        client.close()
+    return [(m.id, m.event, m.data) for m in client.parser.messages if m.event != "connected"]
+
+
+def test_a_task_posted_to_one_server_streams_to_the_other_and_cancel_and_busy_work_across(two_servers,
+                                                                                          fake_openai):
+    first, second = two_servers
+    fake_openai.script(analysis(), tool_calls(("bash", {"command": "echo one"})), text("First done."),
+                       analysis(), tool_calls(("bash", {"command": "sleep 30"})))
+    stream = SSEClient(f"{second.url}/api/sse?session_id=shared")
+    try:
+        stream.read_messages(1)
+        status, _, accepted = first.request("POST", "/api/tasks", {"task": "first", "session_id": "shared"})
+        assert status == 202
+        stream.read_until(lambda ms: any(m.event == "task_complete" for m in ms), timeout=20)
+        live = [(m.id, m.event, m.data) for m in stream.parser.messages if m.event != "connected"]
+        assert live == replay(first, "shared") == replay(second, "shared")  # same events, same ids, same order
+
+        status, _, running = first.request("POST", "/api/tasks", {"task": "second", "session_id": "shared"})
+        assert status == 202
+        stream.read_until(lambda ms: any(m.event == "tool_call_start" and "sleep" in m.data for m in ms),
+                          timeout=20)
+        status, _, busy = second.request("POST", "/api/tasks", {"task": "third", "session_id": "shared"})
+        assert (status, busy["error"]["code"]) == (409, "session_busy")
+        status, _, _ = second.request("POST", f"/api/tasks/{running['task_id']}/cancel")
+        assert status == 202
+        ended = stream.read_until(lambda ms: any(m.event == "task_cancelled" for m in ms), timeout=15)
+        assert sum(m.event in ("task_cancelled", "task_complete") for m in ended) == 2
+    finally:
+        stream.close()
+    status, _, task = second.request("GET", f"/api/tasks/{running['task_id']}")
+    assert task["status"] == "cancelled"
+    status, _, task = second.request("GET", f"/api/tasks/{accepted['task_id']}")
+    assert (task["status"], task["final_answer"]) == ("completed", "First done.")
