@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,13 @@ lint: $(VENV)/.dev  ## ruff over the whole tree, mypy over alex/
 	$(BIN)/ruff check --no-cache .
 	$(BIN)/mypy
 
-test: lint  ## lint, then the whole test suite (unit, API, end-to-end with real gunicorn)
+test: lint system-deps  ## lint, then the whole test suite (unit, API, end-to-end with real gunicorn and Redis)
 	$(BIN)/pytest -q
+
+system-deps:  ## what the tests need besides Python: redis-server (apt-get installs it when missing, as root)
+	@command -v redis-server >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+		apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; } || \
+		echo "alex: the Redis tests need redis-server on PATH (apt-get install redis-server)"
 
 bench: $(VENV)/.dev  ## fan-out and task-path benchmarks against a naive baseline (BENCH_ARGS=--quick: ~1 min)
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
