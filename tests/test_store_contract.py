@@ -16,6 +16,8 @@ from alex.store.base import NewEvent, SessionBusyError, SessionClosing, SessionG
 from alex.store.redis_bus import RedisBus
 from alex.store.redis_store import RedisStore
 from alex.store.sqlite import SQLiteStore
+from tests.e2e.server import free_port
+from tests.redis_fixtures import start_redis
 
 WAIT_S = 10.0
 
@@ -242,3 +244,27 @@ def test_the_bus_loses_nothing_when_its_connection_is_killed(redis_url, redis_pa
     finally:
         bus.close()
         admin.close()
+
+
+def test_an_append_during_a_redis_restart_waits_and_is_logged_once(tmp_path):
+    port = free_port()
+    server = start_redis(port, tmp_path, appendonly=True)
+    store = RedisStore(f"redis://127.0.0.1:{port}/0", prefix="restart:")
+    try:
+        store.ensure_session("s1")
+        first = store.append_event("s1", "n", '{"n":1}')
+        server.terminate()
+        server.wait(10)
+        appended: list[StoredEvent] = []
+        publisher = threading.Thread(target=lambda: appended.append(store.append_event("s1", "n", '{"n":2}')))
+        publisher.start()
+        publisher.join(0.5)
+        assert publisher.is_alive()  # the task is held back while Redis is away, not failed
+        server = start_redis(port, tmp_path, appendonly=True)  # the same data comes back
+        publisher.join(WAIT_S)
+        assert not publisher.is_alive()
+        assert [event.id for event in store.events_after("s1", "0", 10)] == [first.id, appended[0].id]
+    finally:
+        store.close()
+        server.terminate()
+        server.wait(10)

@@ -36,8 +36,10 @@ from alex.store.base import (
     StoreUnavailable,
 )
 from alex.store.records import Message, SessionRecord, SessionSummary, TaskBase, TaskRecord, Todo
+from alex.store.retry import until_stored
 from alex.textsafe import valid_unicode
 
+SOCKET_TIMEOUT_S = 10  # a Redis that stops answering is a fault after this long (above the bus's XREAD block)
 BUS_LENGTH = 100_000  # entries kept on the bus stream: what a process reconnecting to Redis can still catch up on
 _EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")
 _TASK_DEFAULTS = {"status": "queued", "started_at": None, "finished_at": None, "final_answer": None, "error": None,
@@ -48,8 +50,8 @@ _TASK_UPDATABLE = {"iterations", "prompt_tokens", "completion_tokens", "total_to
 
 def redis_client(url: str) -> redis.Redis:
     """A client of `url` with bounded connects and retries of idempotent commands on a dropped connection."""
-    return redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5, socket_keepalive=True,
-                                health_check_interval=30)
+    return redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5, socket_timeout=SOCKET_TIMEOUT_S,
+                                socket_keepalive=True, health_check_interval=30)
 
 
 class RedisStore:
@@ -258,8 +260,10 @@ class RedisStore:
     # -- the event log ------------------------------------------------------------------------------------------
 
     def append_event(self, session_id: str, event_type: str, body: str) -> StoredEvent:
-        event_id = self._run("APPEND", [self._key("session", session_id), self._key("events", session_id),
-                                        self.bus_key], [session_id, event_type, body, self._retention, BUS_LENGTH])
+        """Append, waiting out a Redis outage (the publishing task is held back; nothing is dropped)."""
+        event_id = until_stored(self._run, "APPEND", [self._key("session", session_id),
+                                                      self._key("events", session_id), self.bus_key],
+                                [session_id, event_type, body, self._retention, BUS_LENGTH])
         if event_id is None:
             raise SessionGone(session_id)
         return StoredEvent(str(event_id), session_id, event_type, body)
