@@ -3,6 +3,8 @@ task posted to the other, to its end, with the same ids as the log; the busy cla
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import pytest
@@ -67,3 +69,28 @@ def test_a_task_posted_to_one_server_streams_to_the_other_and_cancel_and_busy_wo
     assert task["status"] == "cancelled"
     status, _, task = second.request("GET", f"/api/tasks/{accepted['task_id']}")
     assert (task["status"], task["final_answer"]) == ("completed", "First done.")
+
+
+def test_a_server_killed_mid_task_leaves_exactly_one_worker_lost_seen_on_the_other(start_server, fake_openai,
+                                                                                   redis_url, redis_prefix, tmp_path):
+    settings = agent_settings(fake_openai, REDIS_URL=redis_url, ALEX_REDIS_PREFIX=redis_prefix, WEB_CONCURRENCY="1",
+                              ALEX_SSE_HEARTBEAT_S="1", ALEX_TASK_LEASE_S="3", ALEX_RATE_LIMIT="off")
+    fake_openai.script(analysis(), tool_calls(("bash", {"command": "sleep 60"})))
+    doomed = start_server(tmp_path / "a", **settings)
+    survivor = start_server(tmp_path / "b", **settings)
+    stream = SSEClient(f"{survivor.url}/api/sse?session_id=orphan")
+    try:
+        stream.read_messages(1)
+        status, _, accepted = doomed.request("POST", "/api/tasks", {"task": "long", "session_id": "orphan"})
+        assert status == 202
+        stream.read_until(lambda ms: any(m.event == "tool_call_start" for m in ms), timeout=20)
+        os.killpg(doomed.process.pid, signal.SIGKILL)
+        seen = stream.read_until(lambda ms: any(m.event == "error" for m in ms), timeout=20)  # within ~2 leases
+        stream.read_until(lambda _: len(stream.parser.comments) >= 2, timeout=10)  # and nothing after it
+    finally:
+        stream.close()
+    terminal = [m.json() for m in stream.parser.messages if m.event in ("error", "task_complete", "task_cancelled")]
+    assert len(terminal) == 1 and terminal[0]["phase"] == "worker_lost" and terminal[0]["retryable"] is True
+    assert seen[-1].event == "error"
+    status, _, task = survivor.request("GET", f"/api/tasks/{accepted['task_id']}")
+    assert task["status"] == "failed"
