@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
+from alex.clock import now_iso
 from alex.ids import is_valid_id
 from tests.api_support import assert_envelope, services
+from tests.store_fixtures import exclusive_lock
 
 WAIT_S = 10.0
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -205,3 +208,30 @@ def test_cancel_unknown_task_is_404(client):
 
 def test_cancel_needs_post(client):
     assert_envelope(client.get("/api/tasks/task-nope/cancel"), 405, "method_not_allowed")
+
+
+def orphan(app, session_id: str, task_id: str) -> None:
+    """A running task left by a process that crashed a moment ago (its lease still runs, nobody holds it)."""
+    store = services(app).store
+    store.ensure_session(session_id)
+    store.create_task({"id": task_id, "session_id": session_id, "owner": "", "task": "left over",
+                       "created_at": now_iso(), "worker": "gone-host:1:abcdef", "lease_until": time.time() + 60})
+    store.start_task(task_id, "gone-host:1:abcdef", time.time() + 60)
+
+
+def test_cancel_of_a_task_left_by_a_crashed_process_ends_it_at_once(app, client):
+    orphan(app, "left", "task-left")
+    assert client.post("/api/tasks/task-left/cancel").status_code == 202
+    assert client.get("/api/tasks/task-left").get_json()["status"] == "cancelled"
+    assert client.post("/api/tasks", json={"task": "next", "session_id": "left"}).status_code == 202
+
+
+def test_cancel_while_the_store_cannot_write_is_503_not_a_hang(app, client):
+    orphan(app, "locked", "task-locked")
+    started = time.monotonic()
+    with exclusive_lock(services(app).store.path):
+        response = client.post("/api/tasks/task-locked/cancel")
+    assert_envelope(response, 503, "store_unavailable")
+    assert response.headers["Retry-After"] == "5"
+    assert time.monotonic() - started < 5
+    assert client.get("/api/tasks/task-locked").get_json()["status"] == "running"

@@ -44,6 +44,7 @@ def test_a_cancel_sent_to_another_process_stops_the_running_task_at_once(two_pro
     live = open_stream(there.test_client(), "session_id=stop-me&last_event_id=0")
     accepted = submit(here.test_client(), "hang", "stop-me")
     live.read_until(lambda messages: any(m.event == "thinking" for m in messages), timeout=20)
+    assert fake_openai.wait_for_requests(2, timeout=10)  # the model is answering (and hangs)
     response = there.test_client().post(f"/api/tasks/{accepted['task_id']}/cancel")
     assert response.status_code == 202
     messages = live.read_until(lambda ms: any(m.event in ("task_cancelled", "error") for m in ms), timeout=10)
@@ -51,3 +52,15 @@ def test_a_cancel_sent_to_another_process_stops_the_running_task_at_once(two_pro
     assert here.extensions["alex"].runner.wait(accepted["task_id"], 10)  # its agent stopped, not just its record
     assert wait_until_ended(here, accepted["task_id"], timeout=10)["status"] == "cancelled"
     assert there.test_client().post(f"/api/tasks/{accepted['task_id']}/cancel").status_code == 409
+
+
+def test_deleting_a_session_on_another_process_stops_its_running_task(two_processes, fake_openai, open_stream):
+    here, there = two_processes
+    fake_openai.script(analysis(), hang(text("never finished"), after_chunks=1))
+    live = open_stream(here.test_client(), "session_id=doomed&last_event_id=0")
+    accepted = submit(here.test_client(), "hang", "doomed")
+    live.read_until(lambda messages: any(m.event == "thinking" for m in messages), timeout=20)
+    assert fake_openai.wait_for_requests(2, timeout=10)  # the model is answering (and hangs)
+    assert there.test_client().delete("/api/sessions/doomed").status_code == 204
+    assert here.extensions["alex"].runner.wait(accepted["task_id"], 10)  # the agent stopped where it ran
+    assert there.test_client().get("/api/sessions/doomed").status_code == 404

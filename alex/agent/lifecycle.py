@@ -60,9 +60,12 @@ class TaskLifecycle:
             {"final_answer": final_answer, **event_fields},
         )
 
-    def cancel(self, task: TaskBase, reason: str) -> bool:
-        """End the task as cancelled with `task_cancelled`; False when it had already ended."""
-        return self._finish(task, "cancelled", "task_cancelled", {"error": reason}, {"reason": reason})
+    def cancel(self, task: TaskBase, reason: str, *, wait: bool = True) -> bool:
+        """End the task as cancelled with `task_cancelled`; False when it had already ended.
+
+        `wait=False` (a request ending a task nobody runs) raises StoreUnavailable instead of waiting out a fault.
+        """
+        return self._finish(task, "cancelled", "task_cancelled", {"error": reason}, {"reason": reason}, wait=wait)
 
     def fail(
         self, task: TaskBase, error: str, *, phase: str, iteration: int = 0, retryable: bool = False
@@ -95,15 +98,19 @@ class TaskLifecycle:
 
     def _finish(
         self, task: TaskBase, status: str, event_type: str, task_fields: dict[str, Any],
-        event_fields: dict[str, Any],
+        event_fields: dict[str, Any], *, wait: bool = True,
     ) -> bool:
         # The status and the terminal event are committed together: a crash leaves both or neither. While the
         # store cannot write, the task waits here (its events are kept pending meanwhile, never dropped).
         def finish_and_log(event: NewEvent) -> StoredEvent | None:
             return self._store.finish_task_with_event(task["id"], status, event, **task_fields)
 
-        logged = until_stored(self._publisher.publish_logged, task["session_id"], event_type, finish_and_log,
-                              task_id=task["id"], **event_fields)
+        publish = self._publisher.publish_logged
+        if wait:
+            logged = until_stored(publish, task["session_id"], event_type, finish_and_log, task_id=task["id"],
+                                  **event_fields)
+        else:
+            logged = publish(task["session_id"], event_type, finish_and_log, task_id=task["id"], **event_fields)
         if logged is None:
             return False
         _log_end(task, status, event_fields)

@@ -6,6 +6,7 @@ from flask import Blueprint
 
 from alex.api.inputs import path_id, query_args
 from alex.api.owner import current_owner, owned_session, take_session
+from alex.api.stopping import stop_task
 from alex.schemas import SessionListQuerySchema, session_schema, session_summaries_schema
 from alex.security.auth import issue_stream_token
 from alex.services import services
@@ -48,8 +49,7 @@ def delete_session(session_id: str):
     svc.store.mark_session_closing(session["id"])
     task = svc.store.active_task(session["id"])
     if task is not None:
-        if not svc.runner.cancel(task["id"], "session deleted") or not svc.runner.wait(task["id"], CANCEL_WAIT_S):
-            svc.lifecycle.cancel(task, "session deleted")  # not held here, or stuck: end it ourselves
+        stop_task(svc, task, "session deleted", wait_s=CANCEL_WAIT_S)
     svc.broadcaster.close_session(session["id"])
     svc.store.delete_session(session["id"])
     remove_workspace(svc.config.workspace_root, session["id"])

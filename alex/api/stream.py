@@ -111,7 +111,7 @@ def _reconnect_later(svc: Services, why: str) -> Response:
     """200, `retry:` and the end: the client comes back (to another process, or this one recovered)."""
     log.info("stream refused for now: %s", why)
     body = encode_frame(retry_ms=svc.config.sse_retry_ms) + encode_comment(f"{why}; reconnect")
-    return Response(body, mimetype="text/event-stream", headers={**SSE_HEADERS, "Connection": "close"})
+    return Response(body, mimetype="text/event-stream", headers=SSE_HEADERS)
 
 
 def _end_connection(sock: socket.socket) -> None:

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import time
-
 from flask import Blueprint, url_for
 
 from alex.agent.runner import RunnerRefused
 from alex.api.inputs import json_body, path_id, query_args
 from alex.api.owner import current_owner, owned_task, take_session
+from alex.api.stopping import stop_task
 from alex.errors import Overloaded, SessionBusy, SessionClosed, TaskFinished
 from alex.ids import new_session_id
 from alex.schemas import TaskCreateSchema, TaskListQuerySchema, task_schema, tasks_schema
 from alex.security.limits import rate_limited
 from alex.services import services
 from alex.store.base import ACTIVE_STATUSES, SessionBusyError, SessionClosing, SessionGone
-from alex.store.records import TaskRecord
 
 bp = Blueprint("tasks", __name__, url_prefix="/api/tasks")
 _task_list_query = TaskListQuerySchema()
@@ -65,17 +63,5 @@ def cancel_task(task_id: str):
     task = owned_task(path_id(task_id, "task"))
     if task["status"] not in ACTIVE_STATUSES:
         raise TaskFinished(f"The task already ended ({task['status']}); nothing to cancel.")
-    reason = "cancelled by request"
-    if svc.runner.cancel(task["id"], reason):
-        pass  # held here: stopped now
-    elif held_elsewhere(task, svc.runner.identity):
-        svc.bus.request_cancel(task["id"], reason)  # the process that runs it stops it when the bus reaches it
-    else:
-        svc.lifecycle.cancel(task, reason)  # nobody holds it (its process died): end it here
+    stop_task(svc, task, "cancelled by request")
     return {"status": "cancelling", "task_id": task["id"]}, 202
-
-
-def held_elsewhere(task: TaskRecord, here: str) -> bool:
-    """True when another live process holds the task (its lease runs)."""
-    lease_until = task["lease_until"]
-    return task["worker"] != here and lease_until is not None and lease_until > time.time()

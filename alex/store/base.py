@@ -150,6 +150,8 @@ CancelHeld = Callable[[str, str], object]  # (task id, reason): stop the task if
 class Bus(Protocol):
     """Live fan-out of appended events to every process; each process feeds its broadcaster from it."""
 
+    shared: bool  # True when other processes are on it (a task not held here may be running elsewhere)
+
     def start(self, deliver: Deliver, cancel: CancelHeld | None = None) -> None:
         """Begin calling `deliver` for every event published by any process, and `cancel` for every cancel
         request made by any process."""

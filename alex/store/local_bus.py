@@ -8,6 +8,8 @@ from alex.store.base import CancelHeld, Deliver, StoredEvent
 class LocalBus:
     """Delivers each published event straight to this process's broadcaster."""
 
+    shared = False  # the embedded backend has one process: a task not held here is held by nobody
+
     def __init__(self) -> None:
         self._deliver: Deliver | None = None
         self._cancel: CancelHeld | None = None

@@ -27,6 +27,8 @@ RETRY_FIRST_S, RETRY_MAX_S = 0.1, 2.0
 class RedisBus:
     """Delivers every event appended by any process (the store copies each append to `bus_key`)."""
 
+    shared = True
+
     def __init__(self, url: str, bus_key: str):
         self._redis = redis_client(url)
         self._key = bus_key

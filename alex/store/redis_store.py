@@ -80,16 +80,14 @@ class RedisStore:
     def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
         try:
             return self._scripts[name](keys=keys, args=args)
-        except redis.ConnectionError as error:
-            raise StoreUnavailable(f"redis: {error}") from None
-        except redis.TimeoutError as error:
-            raise StoreUnavailable(f"redis: {error}") from None
+        except redis.RedisError as error:
+            raise _fault(error) from None
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         try:
             return getattr(self._redis, method)(*args, **kwargs)
-        except (redis.ConnectionError, redis.TimeoutError) as error:
-            raise StoreUnavailable(f"redis: {error}") from None
+        except redis.RedisError as error:
+            raise _fault(error) from None
 
     # -- sessions -----------------------------------------------------------------------------------------------
 
@@ -278,7 +276,9 @@ class RedisStore:
         return entries[0][0] if entries else None
 
     def is_event_id(self, value: str) -> bool:
-        return value == "0" or _EVENT_ID.fullmatch(value) is not None
+        if value == "0":
+            return True
+        return _EVENT_ID.fullmatch(value) is not None and all(int(part) < 2**64 for part in value.split("-"))
 
     def resume_cursor(self, session_id: str, cursor: str | None) -> str:
         if cursor is None:
@@ -307,8 +307,22 @@ class RedisStore:
     def _execute(self, pipe: Any) -> list[Any]:
         try:
             return cast(list[Any], pipe.execute())
-        except (redis.ConnectionError, redis.TimeoutError) as error:
-            raise StoreUnavailable(f"redis: {error}") from None
+        except redis.RedisError as error:
+            raise _fault(error) from None
+
+
+# Answers of a Redis that cannot take writes now (a replica after a failover, out of memory under noeviction, a
+# failing disk, loading, a busy script): faults to wait out, like a dropped connection.
+_FAULT_REPLIES = ("READONLY", "OOM", "MISCONF", "MASTERDOWN", "TRYAGAIN", "LOADING", "BUSY", "NOREPLICAS")
+
+
+def _fault(error: redis.RedisError) -> Exception:
+    """StoreUnavailable for a Redis fault; any other error (a bug of ours, a bad script) as it is."""
+    faults = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ReadOnlyError,
+              redis.exceptions.OutOfMemoryError, redis.exceptions.BusyLoadingError)
+    if isinstance(error, faults) or str(error).startswith(_FAULT_REPLIES):
+        return StoreUnavailable(f"redis: {error}")
+    return error
 
 
 def _json(value: Any) -> str:

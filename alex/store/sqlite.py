@@ -130,9 +130,12 @@ class SQLiteStore:
     @on_store_thread
     def shared_secret(self, name: str) -> str:
         connection = self._db.connection
-        connection.execute("INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)",
-                           (name, secrets.token_urlsafe(32)))
-        return connection.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()[0]
+        row = connection.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()
+        if row is None:  # made once: later reads need no write (a store that cannot write still verifies tokens)
+            connection.execute("INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)",
+                               (name, secrets.token_urlsafe(32)))
+            row = connection.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()
+        return str(row[0])
 
     def flush(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
