@@ -143,7 +143,9 @@ class _GeventAnswers:
 
     def __init__(self) -> None:
         import gevent
+        from gevent.event import AsyncResult
 
+        self._async_result = AsyncResult  # imported once here, not at every call
         self._answers: deque = deque()  # (AsyncResult, ok, value), appended by the OS thread
         self._in_flight = 0  # touched on the hub only
         self._watcher = cast(Any, gevent.get_hub().loop.async_())  # Any: gevent's stubs lack the watcher's `ref`
@@ -152,9 +154,7 @@ class _GeventAnswers:
 
     def wait(self, put: Callable[[Any], None]) -> Any:
         """Queue a job with `put(result)` and wait (yielding to the hub) for its answer."""
-        from gevent.event import AsyncResult
-
-        result: AsyncResult[Any] = AsyncResult()
+        result = self._async_result()
         self._in_flight += 1
         self._watcher.ref = True  # an answer is coming: the hub must wait for it
         put(result)
