@@ -154,7 +154,7 @@ class _GeventAnswers:
 
     def wait(self, put: Callable[[Any], None]) -> Any:
         """Queue a job with `put(result)` and wait (yielding to the hub) for its answer."""
-        result = self._async_result()
+        result: Any = self._async_result()
         self._in_flight += 1
         self._watcher.ref = True  # an answer is coming: the hub must wait for it
         put(result)
