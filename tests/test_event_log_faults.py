@@ -178,3 +178,14 @@ def test_a_graceful_close_writes_everything_pending(make_store, db_path):
     ids = [store.append_event("s1", "n", "{}").id for _ in range(200)]
     store.close()
     assert [str(row[0]) for row in logged_rows(db_path)] == ids
+
+
+def test_a_long_backlog_is_written_in_bounded_statements_in_order(make_store, db_path, monkeypatch):
+    monkeypatch.setattr("alex.store.sqlite_events.INSERT_CHUNK", 3)
+    store = make_store()
+    store.ensure_session("s1")
+    with exclusive_lock(db_path):
+        ids = [store.append_event("s1", "n", f'{{"n":{n}}}').id for n in range(10)]
+        wait_for(lambda: store.write_fault is not None)
+    wait_for(lambda: store.write_fault is None)
+    assert [str(row[0]) for row in logged_rows(db_path)] == ids

@@ -36,6 +36,7 @@ Row = tuple[int, str, str, str]  # id, session_id, event_type, body
 TRIM_EVERY = 256  # a session's log is trimmed to the retention after this many of its own appends
 ID_BLOCK = 10_000  # event ids reserved in the file at a time
 LIVE_SESSIONS_CACHED = 100_000
+INSERT_CHUNK = 2_000  # rows per insert statement (one JSON parameter each)
 RETRY_FIRST_S, RETRY_MAX_S = 0.05, 2.0  # backoff of the writer while the store cannot write
 ROOM_POLL_S = 0.02  # how often a publisher held back by a full queue looks again
 # Errors that mean "this store cannot write now": the batch stays pending and is retried.
@@ -70,6 +71,7 @@ class SQLiteEventLog:
         self._retry_s = RETRY_FIRST_S
         self.fault: str | None = None  # why the last write failed, until a write succeeds (store thread sets it)
         self._live_sessions: set[str] = set()
+        self._forgotten = 0  # deletions begun: a liveness check that saw one start does not cache its answer
         self._appends_since_trim: dict[str, int] = {}  # per session; touched only on the store thread
         # Deleted sessions -> the last id of their incarnation: an append that raced the deletion must not land in
         # a new session of the same name (store thread; the oldest are forgotten past DELETED_REMEMBERED).
@@ -137,9 +139,11 @@ class SQLiteEventLog:
             time.sleep(ROOM_POLL_S)
 
     def _check_live(self, session_id: str) -> None:
+        forgotten = self._forgotten
         if not self._thread.call(self._session_exists, session_id):
             raise SessionGone(session_id)
-        self.mark_live(session_id)
+        if self._forgotten == forgotten:  # no deletion began meanwhile (it may have run after our check)
+            self.mark_live(session_id)
 
     def mark_live(self, session_id: str) -> None:
         """Remember that the session exists (until it is deleted, or the cache is full and starts over)."""
@@ -149,6 +153,7 @@ class SQLiteEventLog:
 
     def forget(self, session_id: str) -> None:
         """Before a deletion: the next append to this session checks the table again."""
+        self._forgotten += 1
         self._live_sessions.discard(session_id)
 
     @property
@@ -220,7 +225,9 @@ class SQLiteEventLog:
         try:
             with self._transaction() as connection:
                 if batch:
-                    self._insert(connection, self._of_live_incarnations(batch))
+                    rows = self._of_live_incarnations(batch)
+                    for start in range(0, len(rows), INSERT_CHUNK):  # bounded statements after a long fault
+                        self._insert(connection, rows[start:start + INSERT_CHUNK])
                     for session_id, appended in Counter(row[1] for row in batch).items():
                         self._trim_if_due(session_id, appended)
                 elif then is None and self.fault is not None:  # nothing pending: a real write tells if it is over
