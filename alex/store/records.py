@@ -38,6 +38,11 @@ class TaskRecord(TaskBase):
     total_tokens: int
 
 
+# The fields of a task its process may change after creation (the rest only through a state change).
+TASK_UPDATABLE = frozenset({"iterations", "prompt_tokens", "completion_tokens", "total_tokens", "final_answer",
+                            "error", "lease_until", "worker", "finished_at"})
+
+
 class SessionRecord(TypedDict):
     """A session: its conversation and todos, who owns it, whether it is being deleted."""
 

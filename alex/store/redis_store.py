@@ -35,7 +35,7 @@ from alex.store.base import (
     StoreError,
     StoreUnavailable,
 )
-from alex.store.records import Message, SessionRecord, SessionSummary, TaskBase, TaskRecord, Todo
+from alex.store.records import TASK_UPDATABLE, Message, SessionRecord, SessionSummary, TaskBase, TaskRecord, Todo
 from alex.store.retry import until_stored
 from alex.textsafe import valid_unicode
 
@@ -44,8 +44,6 @@ BUS_LENGTH = 100_000  # entries kept on the bus stream: what a process reconnect
 _EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")
 _TASK_DEFAULTS = {"status": "queued", "started_at": None, "finished_at": None, "final_answer": None, "error": None,
                   "iterations": 0, "prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-_TASK_UPDATABLE = {"iterations", "prompt_tokens", "completion_tokens", "total_tokens", "final_answer", "error",
-                   "lease_until", "worker", "finished_at"}
 
 
 def redis_client(url: str) -> redis.Redis:
@@ -219,7 +217,7 @@ class RedisStore:
                             required="queued", status="running", lease=lease_until)
 
     def update_task(self, task_id: str, **fields: Any) -> None:
-        unknown = set(fields) - _TASK_UPDATABLE
+        unknown = set(fields) - TASK_UPDATABLE
         if unknown:
             raise StoreError(f"not task fields: {sorted(unknown)}")
         self._update(task_id, fields)

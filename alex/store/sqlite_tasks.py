@@ -15,7 +15,7 @@ from alex.store.base import (
     StoredEvent,
     StoreError,
 )
-from alex.store.records import TaskBase, TaskRecord
+from alex.store.records import TASK_UPDATABLE, TaskBase, TaskRecord
 from alex.store.sqlite_events import SQLiteEventLog
 from alex.store.sqlite_file import SQLiteFile
 from alex.store.sqlite_thread import on_store_thread, store_write
@@ -25,10 +25,6 @@ _TASK_COLUMNS = (
     "id, session_id, owner, task, status, created_at, started_at, finished_at, final_answer, error,"
     " iterations, prompt_tokens, completion_tokens, total_tokens, worker, lease_until"
 )
-_TASK_UPDATABLE = {
-    "iterations", "prompt_tokens", "completion_tokens", "total_tokens", "final_answer", "error",
-    "lease_until", "worker", "finished_at",
-}
 
 
 class SQLiteTasks:
@@ -148,7 +144,7 @@ class SQLiteTasks:
         return self._set_task_fields(task_id, {"finished_at": now_iso(), **fields}, only_active=True, status=status)
 
     def _set_task_fields(self, task_id: str, fields: dict[str, Any], only_active: bool, status: str = "") -> bool:
-        unknown = set(fields) - _TASK_UPDATABLE
+        unknown = set(fields) - TASK_UPDATABLE
         if unknown:
             raise StoreError(f"not task fields: {sorted(unknown)}")
         assignments = [f"{name} = ?" for name in fields]
