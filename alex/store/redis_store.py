@@ -47,7 +47,9 @@ _TASK_DEFAULTS = {"status": "queued", "started_at": None, "finished_at": None, "
 
 
 def redis_client(url: str) -> redis.Redis:
-    """A client of `url` with bounded connects and retries of idempotent commands on a dropped connection."""
+    """A client of `url`: bounded connects and replies (a Redis that stops answering is a fault, not a hang), and
+    redis-py's own retry of a command whose connection dropped (which can repeat a script that did run: see the
+    README's Redis notes)."""
     return redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5, socket_timeout=SOCKET_TIMEOUT_S,
                                 socket_keepalive=True, health_check_interval=30)
 
