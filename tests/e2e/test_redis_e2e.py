@@ -94,3 +94,27 @@ def test_a_server_killed_mid_task_leaves_exactly_one_worker_lost_seen_on_the_oth
     assert seen[-1].event == "error"
     status, _, task = survivor.request("GET", f"/api/tasks/{accepted['task_id']}")
     assert task["status"] == "failed"
+
+
+def test_thirty_streams_over_three_workers_get_identical_sequences(start_server, fake_openai, redis_url,
+                                                                  redis_prefix, tmp_path):
+    settings = agent_settings(fake_openai, REDIS_URL=redis_url, ALEX_REDIS_PREFIX=redis_prefix,
+                              WEB_CONCURRENCY="3", ALEX_SSE_HEARTBEAT_S="1", ALEX_RATE_LIMIT="off",
+                              ALEX_MAX_STREAMS_PER_CLIENT="100")
+    fake_openai.script(analysis(), text("word " * 200, piece=5))
+    server = start_server(tmp_path / "three", **settings)
+    streams = [SSEClient(f"{server.url}/api/sse?session_id=many") for _ in range(30)]  # the workers accept as they come
+    try:
+        for stream in streams:
+            stream.read_messages(1)
+        status, _, _ = server.request("POST", "/api/tasks", {"task": "talk", "session_id": "many"})
+        assert status == 202
+        sequences = []
+        for stream in streams:
+            stream.read_until(lambda ms: any(m.event == "task_complete" for m in ms), timeout=30)
+            sequences.append([(m.id, m.event, m.data) for m in stream.parser.messages if m.event != "connected"])
+    finally:
+        for stream in streams:
+            stream.close()
+    assert len(sequences[0]) > 200 and all(sequence == sequences[0] for sequence in sequences)
+    assert sequences[0] == replay(server, "many")[:len(sequences[0])]
