@@ -118,3 +118,41 @@ def test_thirty_streams_over_three_workers_get_identical_sequences(start_server,
             stream.close()
     assert len(sequences[0]) > 200 and all(sequence == sequences[0] for sequence in sequences)
     assert sequences[0] == replay(server, "many")[:len(sequences[0])]
+
+
+def test_a_hup_reload_mid_task_the_reconnected_client_sees_the_task_to_its_end(start_server, fake_openai, redis_url,
+                                                                               redis_prefix, tmp_path):
+    settings = agent_settings(fake_openai, REDIS_URL=redis_url, ALEX_REDIS_PREFIX=redis_prefix, WEB_CONCURRENCY="1",
+                              ALEX_SSE_HEARTBEAT_S="1", ALEX_RATE_LIMIT="off", ALEX_GRACEFUL_TIMEOUT_S="20")
+    fake_openai.script(analysis(), tool_calls(("bash", {"command": "sleep 3 && echo late"})), text("Finished late."))
+    server = start_server(tmp_path / "reload", **settings)
+    first = SSEClient(f"{server.url}/api/sse?session_id=reload")
+    try:
+        first.read_messages(1)
+        status, _, _ = server.request("POST", "/api/tasks", {"task": "slow", "session_id": "reload"})
+        assert status == 202
+        first.read_until(lambda ms: any(m.event == "tool_call_start" for m in ms), timeout=20)
+        server.process.send_signal(signal.SIGHUP)  # new worker up, the old one drains its task (up to 14 s)
+        seen = first.read_to_end(timeout=15)
+    finally:
+        first.close()
+    last_seen = [m for m in seen if m.id and m.event != "connected"][-1].id
+    after: list = []
+    deadline = time.monotonic() + 30
+    while not any(m.event == "task_complete" for m in after):  # EventSource's reconnects, bounded
+        assert time.monotonic() < deadline, "the task's end never reached a reconnected client"
+        cursor = next((m.id for m in reversed(after) if m.id), last_seen)
+        client = SSEClient(f"{server.url}/api/sse?session_id=reload", headers={"Last-Event-ID": cursor})
+        try:
+            client.read_until(lambda ms: any(m.event == "task_complete" for m in ms), timeout=20)
+        except (AssertionError, TimeoutError, ConnectionError):
+            pass  # the old worker answered (200 + retry:) or the stream ended: reconnect
+        finally:
+            client.close()
+        after += [m for m in client.parser.messages if m.event != "connected"]
+        if not any(m.event == "task_complete" for m in after):
+            time.sleep(0.2)  # EventSource waits `retry:` ms (3 s) before it reconnects; less here
+    ids = [m.id for m in after]
+    assert ids == sorted(set(ids), key=lambda event_id: tuple(int(p) for p in event_id.split("-")))  # no dupes
+    assert all(tuple(map(int, i.split("-"))) > tuple(map(int, last_seen.split("-"))) for i in ids)
+    assert [m.json()["final_answer"] for m in after if m.event == "task_complete"] == ["Finished late."]
