@@ -42,6 +42,11 @@ class StoredEvent:
     body: str
 
 
+def event_id_key(event_id: str) -> tuple[int, ...]:
+    """A sortable key of an event id, an opaque string of the store: "42" -> (42,), Redis's "1700-3" -> (1700, 3)."""
+    return tuple(int(part) for part in event_id.split("-"))
+
+
 @dataclass(frozen=True, slots=True)
 class NewEvent:
     """An event not yet logged: the log gives it its id."""

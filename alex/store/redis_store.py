@@ -34,6 +34,7 @@ from alex.store.base import (
     StoredEvent,
     StoreError,
     StoreUnavailable,
+    event_id_key,
 )
 from alex.store.records import TASK_UPDATABLE, Message, SessionRecord, SessionSummary, TaskBase, TaskRecord, Todo
 from alex.store.retry import until_stored
@@ -78,16 +79,10 @@ class RedisStore:
         return self._prefix + ":".join(parts)
 
     def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        try:
-            return self._scripts[name](keys=keys, args=args)
-        except redis.RedisError as error:
-            raise _fault(error) from None
+        return _faults_mapped(self._scripts[name], keys=keys, args=args)
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return getattr(self._redis, method)(*args, **kwargs)
-        except redis.RedisError as error:
-            raise _fault(error) from None
+        return _faults_mapped(getattr(self._redis, method), *args, **kwargs)
 
     # -- sessions -----------------------------------------------------------------------------------------------
 
@@ -286,7 +281,7 @@ class RedisStore:
         if cursor == "0":
             return "0"
         first = self._call("hget", self._key("session", session_id), "first_event_id")
-        if first is None or _id_key(cursor) < _id_key(first):
+        if first is None or event_id_key(cursor) < event_id_key(first):
             return "0"  # a cursor of an earlier session of the same name: the whole session
         return cursor  # Redis itself never loses an acknowledged append: a newer cursor resumes after itself
 
@@ -305,10 +300,7 @@ class RedisStore:
         self._redis.close()
 
     def _execute(self, pipe: Any) -> list[Any]:
-        try:
-            return cast(list[Any], pipe.execute())
-        except redis.RedisError as error:
-            raise _fault(error) from None
+        return cast(list[Any], _faults_mapped(pipe.execute))
 
 
 # Answers of a Redis that cannot take writes now (a replica after a failover, out of memory under noeviction, a
@@ -316,13 +308,17 @@ class RedisStore:
 _FAULT_REPLIES = ("READONLY", "OOM", "MISCONF", "MASTERDOWN", "TRYAGAIN", "LOADING", "BUSY", "NOREPLICAS")
 
 
-def _fault(error: redis.RedisError) -> Exception:
-    """StoreUnavailable for a Redis fault; any other error (a bug of ours, a bad script) as it is."""
-    faults = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ReadOnlyError,
-              redis.exceptions.OutOfMemoryError, redis.exceptions.BusyLoadingError)
-    if isinstance(error, faults) or str(error).startswith(_FAULT_REPLIES):
-        return StoreUnavailable(f"redis: {error}")
-    return error
+def _faults_mapped(call: Any, *args: Any, **kwargs: Any) -> Any:
+    """`call(*args, **kwargs)`, a Redis fault raised as StoreUnavailable; any other error (a bug of ours, a bad
+    script) as it is."""
+    try:
+        return call(*args, **kwargs)
+    except redis.RedisError as error:
+        faults = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ReadOnlyError,
+                  redis.exceptions.OutOfMemoryError, redis.exceptions.BusyLoadingError)
+        if isinstance(error, faults) or str(error).startswith(_FAULT_REPLIES):
+            raise StoreUnavailable(f"redis: {error}") from None
+        raise
 
 
 def _json(value: Any) -> str:
@@ -333,6 +329,3 @@ def _json(value: Any) -> str:
 def _task(raw: str) -> TaskRecord:
     return cast(TaskRecord, json.loads(raw))
 
-
-def _id_key(event_id: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in event_id.split("-"))

@@ -28,7 +28,9 @@ from collections.abc import Callable, Iterator
 from typing import TypeVar, overload
 
 from alex.store.base import NewEvent, SessionGone, StoredEvent, StoreUnavailable
+from alex.store.retry import until_stored
 from alex.store.sqlite_file import SQLiteFile
+from alex.store.sqlite_thread import unavailable_on_fault
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -122,14 +124,7 @@ class SQLiteEventLog:
 
     def _reserve_blocking(self, first: int) -> int:
         """Record the block starting at `first`, retrying with backoff while the store cannot write."""
-        wait_s = RETRY_FIRST_S
-        while True:
-            try:
-                return self._thread.call(self.reserve_ids, first)
-            except STORE_FAULTS as error:
-                log.warning("event log: the next block of ids cannot be recorded (%s); retrying", error)
-            time.sleep(wait_s)
-            wait_s = min(wait_s * 2, RETRY_MAX_S)
+        return until_stored(self._thread.call, unavailable_on_fault, self.reserve_ids, first)
 
     def _wait_for_room(self) -> None:
         """Hold the publisher until the writer has made room (it yields to the hub under gevent)."""

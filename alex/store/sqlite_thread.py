@@ -24,7 +24,7 @@ def on_store_thread(method: F) -> F:
 
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._db.thread.call(functools.partial(_unavailable_on_fault, method, self, *args, **kwargs))
+        return self._db.thread.call(functools.partial(unavailable_on_fault, method, self, *args, **kwargs))
 
     return wrapper  # type: ignore[return-value]
 
@@ -43,7 +43,8 @@ def store_write(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _unavailable_on_fault(method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+def unavailable_on_fault(method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """`method(*args, **kwargs)` (on the store thread), a fault of the store raised as StoreUnavailable."""
     try:
         return method(*args, **kwargs)
     except sqlite3.OperationalError as error:

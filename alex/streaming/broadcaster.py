@@ -11,8 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from alex.store.base import StoredEvent
-from alex.streaming.cursor import event_id_key
+from alex.store.base import StoredEvent, event_id_key
 from alex.streaming.direct import DirectSocket
 from alex.streaming.pump import Pump
 from alex.streaming.sse import encode_event
