@@ -10,7 +10,6 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
 
 import pytest
 
@@ -18,17 +17,9 @@ from alex.clock import now_iso
 from alex.store.base import NewEvent, StoreUnavailable
 from alex.store.sqlite import SQLiteStore
 from alex.streaming.sse import encode_body
-from tests.store_fixtures import exclusive_lock
+from tests.store_fixtures import exclusive_lock, run_threads, wait_for
 
 WAIT_S = 15.0
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = WAIT_S) -> None:
-    """Poll `predicate` until it holds; fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 def logged_rows(db_path) -> list[tuple[int, str, str, str]]:
@@ -114,19 +105,11 @@ def test_past_the_pending_cap_publishing_waits_for_the_store_and_loses_nothing(m
 def test_a_terminal_event_is_committed_with_its_task_exactly_once(store, db_path):
     new_running_task(store, "s1", "t1")
     before = store.append_event("s1", "n", "{}")
-    results: list = []
-    barrier = threading.Barrier(6)
-
-    def finish(index: int) -> None:
-        barrier.wait(WAIT_S)
+    def finish(index: int) -> object:
         event = NewEvent("s1", "task_complete", json.dumps({"event_type": "task_complete", "n": index}))
-        results.append(store.finish_task_with_event("t1", "completed", event, final_answer=str(index)))
+        return store.finish_task_with_event("t1", "completed", event, final_answer=str(index))
 
-    threads = [threading.Thread(target=finish, args=(index,)) for index in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(WAIT_S)
+    results = run_threads(finish, 6)
     winners = [event for event in results if event is not None]
     assert len(results) == 6 and len(winners) == 1
     rows = logged_rows(db_path)

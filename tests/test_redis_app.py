@@ -38,13 +38,19 @@ def test_a_task_posted_to_one_process_streams_to_the_other_and_replays_on_both(t
     assert there.test_client().get("/api/sessions").get_json()["sessions"] == ["shared"]
 
 
-def test_a_cancel_sent_to_another_process_stops_the_running_task_at_once(two_processes, fake_openai, open_stream):
-    here, there = two_processes
+def hanging_task(app, stream_app, fake_openai, open_stream, session_id: str):
+    """A task running on `app` whose model call hangs, and a stream of its session on `stream_app`."""
     fake_openai.script(analysis(), hang(text("never finished"), after_chunks=1))
-    live = open_stream(there.test_client(), "session_id=stop-me&last_event_id=0")
-    accepted = submit(here.test_client(), "hang", "stop-me")
+    live = open_stream(stream_app.test_client(), f"session_id={session_id}&last_event_id=0")
+    accepted = submit(app.test_client(), "hang", session_id)
     live.read_until(lambda messages: any(m.event == "thinking" for m in messages), timeout=20)
     assert fake_openai.wait_for_requests(2, timeout=10)  # the model is answering (and hangs)
+    return accepted, live
+
+
+def test_a_cancel_sent_to_another_process_stops_the_running_task_at_once(two_processes, fake_openai, open_stream):
+    here, there = two_processes
+    accepted, live = hanging_task(here, there, fake_openai, open_stream, "stop-me")
     response = there.test_client().post(f"/api/tasks/{accepted['task_id']}/cancel")
     assert response.status_code == 202
     messages = live.read_until(lambda ms: any(m.event in ("task_cancelled", "error") for m in ms), timeout=10)
@@ -56,11 +62,7 @@ def test_a_cancel_sent_to_another_process_stops_the_running_task_at_once(two_pro
 
 def test_deleting_a_session_on_another_process_stops_its_running_task(two_processes, fake_openai, open_stream):
     here, there = two_processes
-    fake_openai.script(analysis(), hang(text("never finished"), after_chunks=1))
-    live = open_stream(here.test_client(), "session_id=doomed&last_event_id=0")
-    accepted = submit(here.test_client(), "hang", "doomed")
-    live.read_until(lambda messages: any(m.event == "thinking" for m in messages), timeout=20)
-    assert fake_openai.wait_for_requests(2, timeout=10)  # the model is answering (and hangs)
+    accepted, _ = hanging_task(here, here, fake_openai, open_stream, "doomed")
     assert there.test_client().delete("/api/sessions/doomed").status_code == 204
     assert here.extensions["alex"].runner.wait(accepted["task_id"], 10)  # the agent stopped where it ran
     assert there.test_client().get("/api/sessions/doomed").status_code == 404

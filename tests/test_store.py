@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from alex.clock import now_iso
 from alex.store.base import SessionBusyError, SessionClosing, SessionGone
 from alex.store.sqlite import SQLiteStore
 from alex.store.sqlite_events import TRIM_EVERY
+from tests.store_fixtures import run_threads
 
 
 def new_task(store: SQLiteStore, session_id: str, task_id: str, text: str = "do it", owner: str = "") -> dict:
@@ -21,27 +21,6 @@ def new_task(store: SQLiteStore, session_id: str, task_id: str, text: str = "do 
     task = {"id": task_id, "session_id": session_id, "task": text, "owner": owner, "created_at": now_iso()}
     store.create_task(task)
     return task
-
-
-def run_threads(target, count: int, timeout: float = 30.0) -> None:
-    """Run `target(index)` in `count` threads started together; fail if one raises or does not finish."""
-    barrier = threading.Barrier(count)
-    errors: list[BaseException] = []
-
-    def run(index: int) -> None:
-        try:
-            barrier.wait(timeout)
-            target(index)
-        except BaseException as error:  # reported in the test thread
-            errors.append(error)
-
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout)
-    assert not any(thread.is_alive() for thread in threads), "a thread did not finish"
-    assert errors == []
 
 
 # sessions

@@ -15,23 +15,23 @@ from alex.clock import now_iso
 from alex.store.base import NewEvent, SessionBusyError, SessionClosing, SessionGone, Store, StoredEvent
 from alex.store.redis_bus import RedisBus
 from alex.store.redis_store import RedisStore
-from alex.store.sqlite import SQLiteStore
 from tests.e2e.server import free_port
 from tests.redis_fixtures import start_redis
+from tests.store_fixtures import run_threads, wait_for
 
 WAIT_S = 10.0
 
 
 @pytest.fixture(params=["sqlite", "redis"])
-def make_any_store(request, tmp_path, redis_url, redis_prefix) -> Iterator[Callable[[], Store]]:
+def make_any_store(request, make_store, redis_url, redis_prefix) -> Iterator[Callable[[], Store]]:
     """Open stores of one backend over the same data (a second one is another process), closed at teardown."""
-    stores: list[Store] = []
+    if request.param == "sqlite":
+        yield make_store
+        return
+    stores: list[RedisStore] = []
 
     def make() -> Store:
-        if request.param == "sqlite":
-            stores.append(SQLiteStore(tmp_path / "alex.sqlite3", event_retention=10_000))
-        else:
-            stores.append(RedisStore(redis_url, event_retention=10_000, prefix=redis_prefix))
+        stores.append(RedisStore(redis_url, prefix=redis_prefix))
         return stores[-1]
 
     yield make
@@ -51,23 +51,6 @@ def new_task(store: Store, session_id: str, task_id: str, owner: str = "") -> No
 
 def terminal(session_id: str, n: int = 0) -> NewEvent:
     return NewEvent(session_id, "task_complete", json.dumps({"event_type": "task_complete", "n": n}))
-
-
-def run_together(target: Callable[[int], object], count: int) -> list[object]:
-    """`target(i)` in `count` threads released together; their results."""
-    barrier, results = threading.Barrier(count), [None] * count
-
-    def run(index: int) -> None:
-        barrier.wait(WAIT_S)
-        results[index] = target(index)
-
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(WAIT_S)
-    assert not any(thread.is_alive() for thread in threads)
-    return results
 
 
 def test_sessions_are_created_once_and_read_back(store):
@@ -109,7 +92,7 @@ def test_one_active_task_per_session_across_concurrent_creators(make_any_store):
         except SessionBusyError:
             return "busy"
 
-    assert sorted(run_together(create, 8)) == ["busy"] * 7 + ["created"]
+    assert sorted(run_threads(create, 8)) == ["busy"] * 7 + ["created"]
     assert stores[1].active_task("s1")["status"] == "queued"
 
 
@@ -129,7 +112,7 @@ def test_a_task_starts_once_and_ends_once_with_exactly_one_terminal_event(make_a
     assert stores[0].start_task("t1", "w1", time.time() + 60) is True
     assert stores[1].start_task("t1", "w2", time.time() + 60) is False
     before = stores[0].append_event("s1", "note", '{"n":1}')
-    ended = run_together(lambda i: stores[i % 2].finish_task_with_event("t1", "completed", terminal("s1", i),
+    ended = run_threads(lambda i: stores[i % 2].finish_task_with_event("t1", "completed", terminal("s1", i),
                                                                        final_answer=str(i)), 6)
     winners = [event for event in ended if event is not None]
     assert len(winners) == 1
@@ -206,13 +189,6 @@ def collect(bus: RedisBus) -> list[StoredEvent]:
     return received
 
 
-def wait_for(predicate: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
-
-
 def test_the_bus_delivers_every_process_appends_in_order_with_the_same_ids(redis_url, redis_pair):
     here, there = redis_pair
     buses = [RedisBus(redis_url, here.bus_key), RedisBus(redis_url, here.bus_key)]
@@ -221,7 +197,7 @@ def test_the_bus_delivers_every_process_appends_in_order_with_the_same_ids(redis
         here.ensure_session("s1")
         appended = [(here if n % 2 else there).append_event("s1", "n", json.dumps({"n": n})) for n in range(50)]
         for events in received:
-            wait_for(lambda events=events: len(events) >= 50)
+            wait_for(lambda events=events: len(events) >= 50, timeout=WAIT_S)
             assert events == appended
     finally:
         for bus in buses:
@@ -236,10 +212,10 @@ def test_the_bus_loses_nothing_when_its_connection_is_killed(redis_url, redis_pa
     try:
         store.ensure_session("s1")
         first = [store.append_event("s1", "n", "{}") for _ in range(5)]
-        wait_for(lambda: len(received) >= 5)
+        wait_for(lambda: len(received) >= 5, timeout=WAIT_S)
         admin.client_kill_filter(_type="normal", skipme=True)  # every other client, the bus's reader included
         later = [store.append_event("s1", "n", "{}") for _ in range(5)]
-        wait_for(lambda: len(received) >= 10)
+        wait_for(lambda: len(received) >= 10, timeout=WAIT_S)
         assert received == first + later
     finally:
         bus.close()

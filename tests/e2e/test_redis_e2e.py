@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from alex.store.base import event_id_key
 from tests.agent_support import agent_settings, analysis
 from tests.fakes.openai_server import text, tool_calls
 from tests.sse_client import SSEClient
@@ -17,9 +18,19 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def two_servers(start_server, fake_openai, redis_url, redis_prefix, tmp_path):
-    settings = agent_settings(fake_openai, REDIS_URL=redis_url, ALEX_REDIS_PREFIX=redis_prefix,
-                              ALEX_SSE_HEARTBEAT_S="1", ALEX_RATE_LIMIT="off")
+def redis_settings(fake_openai, redis_url, redis_prefix):
+    """Settings of a server on the test run's Redis, aimed at the fake OpenAI, plus `extra`."""
+
+    def settings(**extra: str) -> dict[str, str]:
+        return agent_settings(fake_openai, REDIS_URL=redis_url, ALEX_REDIS_PREFIX=redis_prefix,
+                              ALEX_SSE_HEARTBEAT_S="1", ALEX_RATE_LIMIT="off", **extra)
+
+    return settings
+
+
+@pytest.fixture
+def two_servers(start_server, redis_settings, tmp_path):
+    settings = redis_settings()
     first = start_server(tmp_path / "a", WEB_CONCURRENCY="1", **settings)
     second = start_server(tmp_path / "b", WEB_CONCURRENCY="2", **settings)
     deadline = time.monotonic() + 20
@@ -72,9 +83,8 @@ def test_a_task_posted_to_one_server_streams_to_the_other_and_cancel_and_busy_wo
 
 
 def test_a_server_killed_mid_task_leaves_exactly_one_worker_lost_seen_on_the_other(start_server, fake_openai,
-                                                                                   redis_url, redis_prefix, tmp_path):
-    settings = agent_settings(fake_openai, REDIS_URL=redis_url, ALEX_REDIS_PREFIX=redis_prefix, WEB_CONCURRENCY="1",
-                              ALEX_SSE_HEARTBEAT_S="1", ALEX_TASK_LEASE_S="3", ALEX_RATE_LIMIT="off")
+                                                                                   redis_settings, tmp_path):
+    settings = redis_settings(WEB_CONCURRENCY="1", ALEX_TASK_LEASE_S="3")
     fake_openai.script(analysis(), tool_calls(("bash", {"command": "sleep 60"})))
     doomed = start_server(tmp_path / "a", **settings)
     survivor = start_server(tmp_path / "b", **settings)
@@ -96,11 +106,9 @@ def test_a_server_killed_mid_task_leaves_exactly_one_worker_lost_seen_on_the_oth
     assert task["status"] == "failed"
 
 
-def test_thirty_streams_over_three_workers_get_identical_sequences(start_server, fake_openai, redis_url,
-                                                                  redis_prefix, tmp_path):
-    settings = agent_settings(fake_openai, REDIS_URL=redis_url, ALEX_REDIS_PREFIX=redis_prefix,
-                              WEB_CONCURRENCY="3", ALEX_SSE_HEARTBEAT_S="1", ALEX_RATE_LIMIT="off",
-                              ALEX_MAX_STREAMS_PER_CLIENT="100")
+def test_thirty_streams_over_three_workers_get_identical_sequences(start_server, fake_openai, redis_settings,
+                                                                  tmp_path):
+    settings = redis_settings(WEB_CONCURRENCY="3", ALEX_MAX_STREAMS_PER_CLIENT="100")
     fake_openai.script(analysis(), text("word " * 200, piece=5))
     server = start_server(tmp_path / "three", **settings)
     streams = [SSEClient(f"{server.url}/api/sse?session_id=many") for _ in range(30)]  # the workers accept as they come
@@ -120,10 +128,9 @@ def test_thirty_streams_over_three_workers_get_identical_sequences(start_server,
     assert sequences[0] == replay(server, "many")[:len(sequences[0])]
 
 
-def test_a_hup_reload_mid_task_the_reconnected_client_sees_the_task_to_its_end(start_server, fake_openai, redis_url,
-                                                                               redis_prefix, tmp_path):
-    settings = agent_settings(fake_openai, REDIS_URL=redis_url, ALEX_REDIS_PREFIX=redis_prefix, WEB_CONCURRENCY="1",
-                              ALEX_SSE_HEARTBEAT_S="1", ALEX_RATE_LIMIT="off", ALEX_GRACEFUL_TIMEOUT_S="20")
+def test_a_hup_reload_mid_task_the_reconnected_client_sees_the_task_to_its_end(start_server, fake_openai,
+                                                                               redis_settings, tmp_path):
+    settings = redis_settings(WEB_CONCURRENCY="1", ALEX_GRACEFUL_TIMEOUT_S="20")
     fake_openai.script(analysis(), tool_calls(("bash", {"command": "sleep 3 && echo late"})), text("Finished late."))
     server = start_server(tmp_path / "reload", **settings)
     first = SSEClient(f"{server.url}/api/sse?session_id=reload")
@@ -153,6 +160,6 @@ def test_a_hup_reload_mid_task_the_reconnected_client_sees_the_task_to_its_end(s
         if not any(m.event == "task_complete" for m in after):
             time.sleep(0.2)  # EventSource waits `retry:` ms (3 s) before it reconnects; less here
     ids = [m.id for m in after]
-    assert ids == sorted(set(ids), key=lambda event_id: tuple(int(p) for p in event_id.split("-")))  # no dupes
-    assert all(tuple(map(int, i.split("-"))) > tuple(map(int, last_seen.split("-"))) for i in ids)
+    assert ids == sorted(set(ids), key=event_id_key)  # in order, no duplicate
+    assert all(event_id_key(event_id) > event_id_key(last_seen) for event_id in ids)
     assert [m.json()["final_answer"] for m in after if m.event == "task_complete"] == ["Finished late."]
