@@ -109,14 +109,35 @@ class SQLiteTasks:
         ).fetchall()
         return [_record(row) for row in rows]
 
-    @store_write
     def start_task(self, task_id: str, worker: str, lease_until: float) -> bool:
+        """Move a queued task to running; its events get ids above its session's (another process may have
+        written them: a HUP reload, a deploy's overlap)."""
+        started, floor = self._start(task_id, worker, lease_until)
+        if started:
+            self._events.ids.ensure_above(floor)
+        return started
+
+    @store_write
+    def _start(self, task_id: str, worker: str, lease_until: float) -> tuple[bool, int]:
         cursor = self._connection.execute(
             "UPDATE tasks SET status = 'running', started_at = ?, worker = ?, lease_until = ?"
             " WHERE id = ? AND status = 'queued'",
             (now_iso(), worker, lease_until, task_id),
         )
-        return cursor.rowcount == 1
+        return (True, self._session_floor(task_id)) if cursor.rowcount == 1 else (False, 0)
+
+    @on_store_thread
+    def _floor(self, task_id: str) -> int:
+        return self._session_floor(task_id)
+
+    def _session_floor(self, task_id: str) -> int:
+        """The highest id the task's session may already hold, whichever process wrote it."""
+        row = self._connection.execute(
+            """SELECT MAX(COALESCE(s.first_event_id, 1) - 1,
+                          COALESCE((SELECT MAX(e.id) FROM events e WHERE e.session_id = s.id), 0))
+               FROM tasks t JOIN sessions s ON s.id = t.session_id WHERE t.id = ?""", (task_id,),
+        ).fetchone()
+        return int(row[0]) if row else 0
 
     @store_write
     def update_task(self, task_id: str, **fields: Any) -> None:
@@ -127,6 +148,7 @@ class SQLiteTasks:
         return self._events.commit_pending(lambda _: self._finish(task_id, status, fields))
 
     def finish_task_with_event(self, task_id: str, status: str, event: NewEvent, **fields: Any) -> StoredEvent | None:
+        self._events.ids.ensure_above(self._floor(task_id))  # another process may be the one that ran it
         return self._finish_with_event(task_id, status, event, self._events.new_id(), fields)
 
     @store_write
