@@ -27,10 +27,12 @@ lint: $(VENV)/.dev  ## ruff over the whole tree, mypy over alex/
 test: lint system-deps  ## lint, then the whole test suite (unit, API, end-to-end with real gunicorn and Redis)
 	$(BIN)/pytest -q
 
-system-deps:  ## what the tests need besides Python: redis-server (apt-get installs it when missing, as root)
-	@command -v redis-server >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
-		apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; } || \
-		echo "alex: the Redis tests need redis-server on PATH (apt-get install redis-server)"
+system-deps:  ## what the tests need besides Python: redis-server, nginx (apt-get installs them when missing, as root)
+	@for tool in redis-server:redis-server nginx:nginx; do \
+		command -v $${tool%%:*} >/dev/null || [ -x /usr/sbin/$${tool%%:*} ] || { command -v apt-get >/dev/null && \
+		[ "$$(id -u)" = 0 ] && { apt-get update -qq; apt-get install -y -qq $${tool#*:} >/dev/null; }; } || \
+		echo "alex: the tests need $${tool%%:*} (apt-get install $${tool#*:})"; \
+	done
 
 bench: $(VENV)/.dev  ## fan-out and task-path benchmarks against a naive baseline (BENCH_ARGS=--quick: ~1 min)
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
