@@ -1,13 +1,16 @@
 """Two processes on one SQLite file, as during a gunicorn HUP reload or a deploy's overlap: event ids never
-collide, a session's ids keep increasing when its next task runs in the other process, and the bus of one
-process delivers the events the other appends to the sessions its streams watch."""
+collide, a session's ids keep increasing when its next task runs in the other process, the bus of one
+process delivers the events the other appends to the sessions its streams watch, and cancel requests cross."""
 
 from __future__ import annotations
 
 import json
+import socket
 import sqlite3
+import subprocess
 import time
 
+from alex.agent.runner import worker_gone, worker_identity
 from alex.clock import now_iso
 from alex.store.sqlite_bus import SQLiteBus
 from alex.store.sqlite_ids import ID_BLOCK
@@ -95,3 +98,34 @@ def test_the_bus_starts_from_the_lowest_cursor_of_the_watching_streams(make_stor
     finally:
         bus.close()
     assert [event.id for event in delivered] == seen[2:] + later
+
+
+def test_a_cancel_request_reaches_the_other_process_once_and_not_the_asker(make_store):
+    holder_store, asker_store = make_store(), make_store()
+    asker_store.request_cancel("before", "user", "an earlier process")  # before the holder started: not its business
+    holder_cancels: list = []
+    asker_cancels: list = []
+    holder, asker = SQLiteBus(holder_store, poll_s=0.02), SQLiteBus(asker_store, poll_s=0.02)
+    holder.start(lambda event: None, lambda *request: holder_cancels.append(request))
+    asker.start(lambda event: None, lambda *request: asker_cancels.append(request))
+    try:
+        asker.request_cancel("t1", "user")
+        wait_for(lambda: holder_cancels)
+        holder_store.ensure_session("s")  # a later write by the holder wakes the asker's tail, not the request
+        asker.request_cancel("t2", "shutdown")
+        wait_for(lambda: len(holder_cancels) >= 2)
+    finally:
+        holder.close()
+        asker.close()
+    assert holder_cancels == [("t1", "user"), ("t2", "shutdown")]
+    assert asker_cancels == [("t1", "user"), ("t2", "shutdown")]  # its own runner, once each (LocalBus)
+
+
+def test_a_worker_of_this_host_whose_process_is_gone_is_known_gone():
+    host = socket.gethostname()
+    assert not worker_gone(worker_identity(), one_host=True)  # this process
+    assert not worker_gone(f"elsewhere-{host}:1:abc", one_host=False)  # another host's: only its lease tells
+    assert worker_gone(f"elsewhere-{host}:1:abc", one_host=True)  # the embedded file has one host: an old one
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    assert worker_gone(f"{host}:{dead.pid}:abc", one_host=False)

@@ -157,6 +157,7 @@ class Bus(Protocol):
     """Live fan-out of appended events to every process; each process feeds its broadcaster from it."""
 
     shared: bool  # True when other processes are on it (a task not held here may be running elsewhere)
+    one_host: bool  # True when those processes are all on this host (the embedded file)
 
     def start(self, deliver: Deliver, cancel: CancelHeld | None = None, watched: Watched | None = None) -> None:
         """Begin calling `deliver` for every event published by any process, and `cancel` for every cancel

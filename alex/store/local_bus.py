@@ -9,6 +9,7 @@ class LocalBus:
     """Delivers each published event straight to this process's broadcaster."""
 
     shared = False  # the embedded backend has one process: a task not held here is held by nobody
+    one_host = True
 
     def __init__(self) -> None:
         self._deliver: Deliver | None = None

@@ -28,6 +28,7 @@ class RedisBus:
     """Delivers every event appended by any process (the store copies each append to `bus_key`)."""
 
     shared = True
+    one_host = False
 
     def __init__(self, url: str, bus_key: str):
         self._redis = redis_client(url)

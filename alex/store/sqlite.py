@@ -88,6 +88,13 @@ class SQLiteStore:
     def start_task(self, task_id: str, worker: str, lease_until: float) -> bool:
         return self._tasks.start_task(task_id, worker, lease_until)
 
+    def request_cancel(self, task_id: str, reason: str, origin: str) -> None:
+        """Ask whichever process on the file holds the task to stop it (its SQLiteBus tail reads the request)."""
+        self._tasks.request_cancel(task_id, reason, origin)
+
+    def cancel_requests_after(self, request_id: int | None, origin: str) -> tuple[int, list[tuple[str, str]]]:
+        return self._tasks.cancel_requests_after(request_id, origin)
+
     def update_task(self, task_id: str, **fields: Any) -> None:
         self._tasks.update_task(task_id, **fields)
 

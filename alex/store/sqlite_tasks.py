@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from typing import Any, cast
 
 from alex.clock import now_iso
@@ -21,6 +22,7 @@ from alex.store.sqlite_file import SQLiteFile
 from alex.store.sqlite_thread import on_store_thread, store_write
 from alex.textsafe import valid_unicode
 
+CANCEL_KEPT_S = 3600.0  # cancel requests between processes are deleted after this
 _TASK_COLUMNS = (
     "id, session_id, owner, task, status, created_at, started_at, finished_at, final_answer, error,"
     " iterations, prompt_tokens, completion_tokens, total_tokens, worker, lease_until"
@@ -99,6 +101,29 @@ class SQLiteTasks:
             "UPDATE tasks SET lease_until = ? WHERE id = ? AND status IN ('queued', 'running')",
             [(lease_until, task_id) for task_id in task_ids],
         )
+
+    @store_write
+    def request_cancel(self, task_id: str, reason: str, origin: str) -> None:
+        """Record a cancel request of `origin` for the process that holds the task (older than an hour: gone)."""
+        now = time.time()
+        self._connection.execute("DELETE FROM cancel_requests WHERE requested_at < ?", (now - CANCEL_KEPT_S,))
+        self._connection.execute(
+            "INSERT INTO cancel_requests (task_id, reason, origin, requested_at) VALUES (?, ?, ?, ?)",
+            (task_id, reason, origin, now),
+        )
+
+    @on_store_thread
+    def cancel_requests_after(self, request_id: int | None, origin: str) -> tuple[int, list[tuple[str, str]]]:
+        """The newest request's id and the (task id, reason) of the requests after `request_id` not made by
+        `origin` (None: none, only the newest id)."""
+        newest = self._connection.execute("SELECT COALESCE(MAX(id), 0) FROM cancel_requests").fetchone()[0]
+        if request_id is None or newest <= request_id:
+            return newest, []
+        rows = self._connection.execute(
+            "SELECT task_id, reason FROM cancel_requests WHERE id > ? AND id <= ? AND origin != ? ORDER BY id",
+            (request_id, newest, origin),
+        ).fetchall()
+        return newest, [(row[0], row[1]) for row in rows]
 
     @on_store_thread
     def expired_tasks(self, now: float) -> list[TaskRecord]:
