@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import click
 
@@ -36,9 +35,17 @@ def settings() -> None:
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
+@click.option("--port", type=int, help="the port to listen on (default: $PORT, else 8080)")
+@click.option("--workers", type=int, help="worker processes (more than one needs REDIS_URL; default: $WEB_CONCURRENCY)")
+@click.option("--reload", is_flag=True, help="restart when the code changes (development)")
 @click.argument("gunicorn_args", nargs=-1, type=click.UNPROCESSED)
-def serve(gunicorn_args: tuple[str, ...]) -> None:
-    """Run the Procfile's server: gunicorn -c gunicorn.conf.py wsgi:app (extra arguments are passed on)."""
-    root = Path(__file__).resolve().parent.parent
-    os.chdir(root)
-    os.execvp("gunicorn", ["gunicorn", "-c", "gunicorn.conf.py", *gunicorn_args, "wsgi:app"])
+def serve(port: int | None, workers: int | None, reload: bool, gunicorn_args: tuple[str, ...]) -> None:
+    """Run the Procfile's server: gunicorn with alex's settings (gevent), from any directory, with or without
+    the virtual environment activated; extra arguments go to gunicorn."""
+    if port is not None:
+        os.environ["PORT"] = str(port)
+    if workers is not None:
+        os.environ["WEB_CONCURRENCY"] = str(workers)
+    command = [sys.executable, "-m", "gunicorn", "-c", "python:alex.gunicorn_conf"]
+    command += ["--reload"] if reload else []
+    os.execv(sys.executable, [*command, *gunicorn_args, "alex.wsgi:app"])

@@ -94,6 +94,8 @@ _SETTINGS: dict[str, tuple[str, Callable[[str], Any], str, str]] = {
                             "proxy addresses gunicorn trusts for scheme headers (empty: none, or 127.0.0.1,::1 "
                             "with ALEX_TRUSTED_PROXY_HOPS)"),
     "ALEX_ENV": ("env", _env_name, "development", "development, production or test"),
+    "ALEX_ENV_FILE": ("env_file", str, "", "the .env file read at start (default: .env in the working directory or "
+                      "a parent; none: no file)"),
     "OPENAI_API_KEY": ("openai_api_key", str, "", "an API key"),
     "ALEX_LLM_PROVIDER": ("llm_provider", str, "openai", "openai (any OpenAI-compatible endpoint)"),
     "ALEX_LLM_MODEL": ("llm_model", str, "gpt-4o", "a model name"),
@@ -158,6 +160,7 @@ class Config:
     graceful_timeout_s: int
     forwarded_allow_ips: str
     env: str
+    env_file: str
     openai_api_key: str
     llm_provider: str
     llm_model: str
@@ -264,8 +267,13 @@ def documented_settings() -> list[tuple[str, str, str]]:
     return [(variable, spec[2], spec[3]) for variable, spec in _SETTINGS.items()]
 
 
-def load_dotenv_file(path: str | None = None) -> None:
-    """Load a .env file into os.environ without overriding variables already set (startup only)."""
-    from dotenv import load_dotenv
+def load_dotenv_file() -> None:
+    """Load a .env file into os.environ without overriding variables already set (start-up only): the file
+    ALEX_ENV_FILE names, none with ALEX_ENV_FILE=none (the tests' servers: a developer's .env must not change
+    them), else `.env` in the working directory or its nearest parent that has one."""
+    from dotenv import find_dotenv, load_dotenv
 
-    load_dotenv(path, override=False)
+    chosen = os.environ.get("ALEX_ENV_FILE", "").strip()
+    if chosen.lower() == "none":
+        return
+    load_dotenv(chosen or find_dotenv(usecwd=True), override=False)

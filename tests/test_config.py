@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -63,3 +64,25 @@ def test_secret_settings_default_to_empty():
     defaults = {variable: default for variable, default, _accepts in documented_settings()}
     assert [defaults[variable] for variable in SECRETS] == ["", "", "", ""]
     assert Config.from_env({}).metrics_token == ""
+
+
+def test_the_dotenv_file_is_the_working_directorys_one_a_named_one_or_none(tmp_path, monkeypatch):
+    from alex.config import load_dotenv_file
+
+    (tmp_path / ".env").write_text("ALEX_PROBE_FROM_CWD=1\n")
+    (tmp_path / "named.env").write_text("ALEX_PROBE_NAMED=1\n")
+    (tmp_path / "below").mkdir()
+    monkeypatch.chdir(tmp_path / "below")  # the nearest parent's .env counts
+    try:
+        monkeypatch.setenv("ALEX_ENV_FILE", "none")  # the tests' servers: a developer's .env stays out
+        load_dotenv_file()
+        assert "ALEX_PROBE_FROM_CWD" not in os.environ
+        monkeypatch.setenv("ALEX_ENV_FILE", str(tmp_path / "named.env"))
+        load_dotenv_file()
+        assert os.environ.get("ALEX_PROBE_NAMED") == "1" and "ALEX_PROBE_FROM_CWD" not in os.environ
+        monkeypatch.delenv("ALEX_ENV_FILE")
+        load_dotenv_file()
+        assert os.environ.get("ALEX_PROBE_FROM_CWD") == "1"
+    finally:
+        for name in ("ALEX_PROBE_FROM_CWD", "ALEX_PROBE_NAMED"):
+            os.environ.pop(name, None)
