@@ -5,10 +5,17 @@ BIN := $(VENV)/bin
 
 .PHONY: run test lint bench clean system-deps
 
+# Python 3.11+ or a one-line refusal; a .venv made by an older Python is removed, never reused.
+NEEDS_311 = -c 'import sys; sys.exit(sys.version_info < (3, 11))'
+
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
+	@$(PYTHON) $(NEEDS_311) 2>/dev/null || { echo "alex needs Python 3.11 or newer; '$(PYTHON)' is \
+	$$($(PYTHON) -V 2>&1): run make with PYTHON=python3.11 (or newer)" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 1; }
 
 $(VENV)/.runtime: requirements.txt setup.cfg | $(BIN)/python
+	@$(BIN)/python $(NEEDS_311) || { rm -rf $(VENV); echo "alex: removed .venv (made by Python older than \
+	3.11); run make again, with PYTHON=python3.11 if python3 is older" >&2; exit 1; }
 	$(BIN)/pip install -q -r requirements.txt
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
