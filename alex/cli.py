@@ -17,14 +17,23 @@ def main() -> None:
 
 
 @main.command()
-def check() -> None:
-    """Parse the configuration and check production auth as the server does at start; exit 2 with its message."""
+@click.option("--offline", is_flag=True, help="do not ask the LLM server (GET <ALEX_BASE_URL>/models)")
+def check(offline: bool) -> None:
+    """Check the configuration as the server does at start, and that the LLM server answers with the key;
+    one line per problem, exit 2 when there is one."""
+    from alex.agent.llm_settings import llm_refusal, probe_llm
+
     try:
-        check_production_auth(Config.from_env())  # as register_auth does
+        config = Config.from_env()
+        check_production_auth(config)  # as register_auth does
     except ConfigError as error:
         click.echo(f"alex: configuration error: {error}", err=True)
         sys.exit(2)
-    click.echo("configuration ok")
+    problem = llm_refusal(config) or (None if offline else probe_llm(config))
+    if problem is not None:
+        click.echo(f"alex: {problem}", err=True)
+        sys.exit(2)
+    click.echo("configuration ok" + (" (LLM server not asked)" if offline else f"; {config.base_url} answers"))
 
 
 @main.command()

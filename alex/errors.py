@@ -78,6 +78,10 @@ class Overloaded(AlexError):
     status, code = 503, "overloaded"
 
 
+class LLMNotConfigured(AlexError):
+    status, code = 503, "llm_not_configured"
+
+
 def envelope(status: int, code: str, message: str, details: dict | None = None):
     """Build the JSON error response `{"error": {code, status, message, details?}}`."""
     body = {"code": code, "status": status, "message": message}
