@@ -9,6 +9,7 @@ from flask import Blueprint, Response, request
 
 from alex.api.inputs import query_args
 from alex.api.owner import current_owner, owned_session
+from alex.api.replies import no_content
 from alex.errors import AlexError, Overloaded
 from alex.schemas import StreamQuerySchema
 from alex.security.limits import client_id, enforce_stream_cap
@@ -59,10 +60,10 @@ def _stream(svc: Services):
     session_id = args["session_id"]
     if svc.store.get_session(session_id) is None:
         if cursor not in (None, "0"):
-            return "", 204  # a stale cursor of a deleted session: tell EventSource to stop reconnecting
+            return no_content()  # a stale cursor of a deleted session: tell EventSource to stop reconnecting
         svc.store.ensure_session(session_id, current_owner())
     if owned_session(session_id)["closing"]:
-        return "", 204
+        return no_content()
     return _open_stream(svc, session_id, cursor)
 
 

@@ -238,8 +238,9 @@ class FakeOpenAI:
         headers = {k.lower(): v for k, v in handler.headers.items()}
         exchange = Exchange(self, handler, Recorded(handler.command, handler.path, headers, None), 0)
         if self.accepted_key is not None and headers.get("authorization") != f"Bearer {self.accepted_key}":
-            exchange.send_json(401, {"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error",
-                                               "param": None, "code": "invalid_api_key"}})
+            refusal = {"message": "Incorrect API key provided.", "type": "invalid_request_error", "param": None,
+                       "code": "invalid_api_key"}
+            exchange.send_json(401, {"error": refusal})
             return
         exchange.send_json(200, {"object": "list", "data": [
             {"id": "gpt-4o", "object": "model", "created": 1715367049, "owned_by": "system"}]})
