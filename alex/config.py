@@ -51,6 +51,12 @@ def _env_name(raw: str) -> str:
     return raw
 
 
+def _provider(raw: str) -> str:
+    if raw.strip().lower() != "openai":  # the one wire protocol alex speaks; other vendors through compatible URLs
+        raise ValueError
+    return "openai"
+
+
 def _origins(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.replace("\n", ",").split(",") if part.strip())
 
@@ -93,11 +99,15 @@ _SETTINGS: dict[str, tuple[str, Callable[[str], Any], str, str]] = {
     "FORWARDED_ALLOW_IPS": ("forwarded_allow_ips", str, "",
                             "proxy addresses gunicorn trusts for scheme headers (empty: none, or 127.0.0.1,::1 "
                             "with ALEX_TRUSTED_PROXY_HOPS)"),
-    "ALEX_ENV": ("env", _env_name, "development", "development, production or test"),
+    "ALEX_ENV": ("env", _env_name, "development",
+                 "development, production (JSON logs, API keys required) or test (the "
+                 "test suite's servers)"),
     "ALEX_ENV_FILE": ("env_file", str, "", "the .env file read at start (default: .env in the working directory or "
                       "a parent; none: no file)"),
     "OPENAI_API_KEY": ("openai_api_key", str, "", "an API key"),
-    "ALEX_LLM_PROVIDER": ("llm_provider", str, "openai", "openai (any OpenAI-compatible endpoint)"),
+    "ALEX_LLM_PROVIDER": ("llm_provider", _provider, "openai",
+                          "openai, the only protocol (for another vendor, set ALEX_BASE_URL to its OpenAI-compatible "
+                          "endpoint)"),
     "ALEX_LLM_MODEL": ("llm_model", str, "gpt-4o", "a model name"),
     "ALEX_BASE_URL": ("base_url", str, "https://api.openai.com/v1", "an http(s) URL"),
     "CORS_ALLOWED_ORIGINS": ("cors_allowed_origins", _origins, "", "origins separated by commas or newlines"),

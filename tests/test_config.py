@@ -86,3 +86,9 @@ def test_the_dotenv_file_is_the_working_directorys_one_a_named_one_or_none(tmp_p
     finally:
         for name in ("ALEX_PROBE_FROM_CWD", "ALEX_PROBE_NAMED"):
             os.environ.pop(name, None)
+
+
+def test_an_llm_provider_other_than_openai_is_refused_with_what_to_do():
+    with pytest.raises(ConfigError, match="ALEX_LLM_PROVIDER='anthropic' is not valid: expected openai, the only"):
+        Config.from_env({"ALEX_LLM_PROVIDER": "anthropic"})
+    assert Config.from_env({"ALEX_LLM_PROVIDER": "OpenAI"}).llm_provider == "openai"
