@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from alex.cli import env_example_text
 from alex.config import ALL_TOOLS, Config, ConfigError, documented_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,6 +59,13 @@ def test_env_example_documents_every_setting_with_its_default():
     for variable, default, _accepts in documented_settings():
         expected = "" if variable in SECRETS else default
         assert re.search(rf"^# {variable}={re.escape(expected)}$", text, re.MULTILINE), variable
+    assert text == env_example_text(), "regenerate it: alex settings --env-example > .env.example"
+
+
+def test_every_setting_says_what_it_means_not_only_its_type():
+    bare = [variable for variable, _, meaning in documented_settings()
+            if re.fullmatch(r"an? (integer|number|directory path|http\(s\) URL|model name|API key)[^,(]*", meaning)]
+    assert bare == []
 
 
 def test_secret_settings_default_to_empty():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from typing import Any
 
 from flask import Blueprint, Response, request
 
@@ -21,6 +22,7 @@ from alex.streaming.stream import SessionStream
 
 log = logging.getLogger(__name__)
 bp = Blueprint("stream", __name__)
+STREAM_PATH = "/api/sse"
 _stream_query = StreamQuerySchema()
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -33,7 +35,7 @@ class InvalidCursor(AlexError):
     status, code = 400, "invalid_last_event_id"
 
 
-@bp.get("/api/sse")
+@bp.get(STREAM_PATH)
 def stream():
     """Stream the session's events: `connected` at once, then every event after the cursor, then live.
 
@@ -113,6 +115,22 @@ def _reconnect_later(svc: Services, why: str) -> Response:
     log.info("stream refused for now: %s", why)
     body = encode_frame(retry_ms=svc.config.sse_retry_ms) + encode_comment(f"{why}; reconnect")
     return Response(body, mimetype="text/event-stream", headers=SSE_HEADERS)
+
+
+class CloseAfterStream:
+    """WSGI middleware: a stream's response says `Connection: close` (under gunicorn), as it is closed at its
+    end (`_end_connection`); gunicorn would otherwise announce keep-alive for a chunked response. It reaches
+    gunicorn's response object through `start_response`, the object's bound method."""
+
+    def __init__(self, wsgi_app: Any):
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO") == STREAM_PATH:
+            force_close = getattr(getattr(start_response, "__self__", None), "force_close", None)
+            if callable(force_close):
+                force_close()
+        return self.wsgi_app(environ, start_response)
 
 
 def _end_connection(sock: socket.socket) -> None:
