@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.server import GunicornServer
+from tests.e2e.server import GunicornServer, free_port
 
 
 @pytest.fixture
@@ -24,5 +24,5 @@ def start_server(tmp_path):
 
 @pytest.fixture
 def server(start_server):
-    """One running server with a 1 s heartbeat."""
-    return start_server(ALEX_SSE_HEARTBEAT_S="1")
+    """One running server with a 1 s heartbeat; its agent's LLM (a closed port) fails tasks fast."""
+    return start_server(ALEX_SSE_HEARTBEAT_S="1", ALEX_BASE_URL=f"http://127.0.0.1:{free_port()}/v1")
