@@ -5,12 +5,15 @@ from __future__ import annotations
 import re
 import uuid
 
+# For documents (OpenAPI: JSON Schema's `$` is the end of the string). Python code checks ids with is_valid_id
+# only: with re.match/re.search, `$` also matches before a final newline ("nl\n" would pass).
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
+ID_RULE = "Must be 1-128 characters of letters, digits, '_' or '-'."
 _ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 def is_valid_id(value: object) -> bool:
-    """True for strings of 1-128 letters, digits, '_' or '-' (no dots, no slashes)."""
+    """True for strings of 1-128 letters, digits, '_' or '-' (no dots, no slashes), matched as a whole string."""
     return isinstance(value, str) and _ID_RE.fullmatch(value) is not None
 
 

@@ -6,9 +6,23 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_dump, pre_load, validate, validates
 
-from alex.ids import ID_PATTERN
+from alex.ids import ID_RULE, is_valid_id
 
-_ID = validate.Regexp(ID_PATTERN, error="Must be 1-128 characters of letters, digits, '_' or '-'.")
+
+class ValidId(validate.Validator):
+    """An id as a whole string, by the one rule of alex/ids.py (validate.Regexp would use re.match, whose `$`
+    lets a trailing newline through: "nl\\n")."""
+
+    error = ID_RULE
+
+    def __call__(self, value: str) -> str:
+        """`value` when it is a valid id, else ValidationError."""
+        if not is_valid_id(value):
+            raise ValidationError(self.error)
+        return value
+
+
+_ID = ValidId()
 TASK_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 
 
