@@ -8,7 +8,7 @@ import socket
 from flask import Blueprint, Response, request
 
 from alex.api.inputs import query_args
-from alex.api.owner import current_owner, owned_session
+from alex.api.owner import current_owner, owned_session, session_key
 from alex.errors import AlexError, Overloaded
 from alex.schemas import StreamQuerySchema
 from alex.security.limits import client_id, enforce_stream_cap
@@ -56,7 +56,7 @@ def _stream(svc: Services):
         )
     args = query_args(_stream_query)
     cursor = _client_cursor(svc, args)
-    session_id = args["session_id"]
+    session_id = session_key(args["session_id"])  # as stored; the stream shows the client its own id
     if svc.store.get_session(session_id) is None:
         if cursor not in (None, "0"):
             return "", 204  # a stale cursor of a deleted session: tell EventSource to stop reconnecting

@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Callable, Generator, Iterator
 
+from alex.ids import client_session_id
 from alex.store.base import Store
 from alex.streaming.broadcaster import Broadcaster, Subscriber
 from alex.streaming.direct import WRITE_SLICE, DirectSocket
@@ -115,8 +116,8 @@ class SessionStream:
 
     def _connected_frame(self) -> bytes:
         subscriber = self._subscriber
-        data = json.dumps({"session_id": subscriber.session_id, "last_event_id": subscriber.cursor},
-                          separators=(",", ":"))
+        data = json.dumps({"session_id": client_session_id(subscriber.session_id),
+                           "last_event_id": subscriber.cursor}, separators=(",", ":"))
         return encode_frame(retry_ms=self._retry_ms) + encode_frame(data, event="connected",
                                                                     event_id=subscriber.cursor)
 
