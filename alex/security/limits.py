@@ -44,7 +44,7 @@ class HeadersTooLarge(AlexError):
 
 
 def rate_limited(view: View) -> View:
-    """Mark a view as counted against ALEX_RATE_LIMIT; `register_limits` applies the limit in each app."""
+    """Mark a view as limited by ALEX_RATE_LIMIT (its 202 answers count); `register_limits` applies it in each app."""
     setattr(view, _MARK, True)
     return view
 
