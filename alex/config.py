@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# The seed's defaults, outside production only: a production server allows exactly CORS_ALLOWED_ORIGINS (the
+# placeholder domain is not ours, whoever holds it must not be able to read our answers).
 DEFAULT_CORS_ORIGINS = ("http://localhost:3000", "http://localhost:3001", "https://alex.yourdomain.com")
-LOCALHOST_CORS_ORIGINS = ("http://localhost:3000", "http://localhost:3001")
 ALL_TOOLS = ("bash", "file_read", "file_write", "file_edit", "list_files", "grep", "todo_read", "todo_write")
 
 
@@ -116,7 +117,7 @@ _SETTINGS: dict[str, tuple[str, Callable[[str], Any], str, str]] = {
                       "the OpenAI-compatible API base URL, usually ending in /v1 (llama.cpp, vLLM, Ollama: their /v1)"),
     "CORS_ALLOWED_ORIGINS": ("cors_allowed_origins", _origins, "",
                              "browser origins allowed to call the API, separated by commas or newlines (empty: "
-                             + ", ".join(DEFAULT_CORS_ORIGINS) + "; in production without the localhost ones)"),
+                             + ", ".join(DEFAULT_CORS_ORIGINS) + " outside production; none in production)"),
     "ALEX_DATA_DIR": ("data_dir", Path, "./data",
                       "where the embedded SQLite store (alex.sqlite3) and the workspaces live"),
     "ALEX_WORKSPACE_ROOT": ("workspace_root", Path, "",
@@ -278,11 +279,8 @@ class Config:
 
 def _derived(values: dict[str, Any]) -> dict[str, Any]:
     """Fill in defaults that depend on other settings and check cross-setting rules."""
-    if not values["cors_allowed_origins"]:
-        defaults: tuple[str, ...] = DEFAULT_CORS_ORIGINS
-        if values["env"] == "production":
-            defaults = tuple(origin for origin in defaults if origin not in LOCALHOST_CORS_ORIGINS)
-        values["cors_allowed_origins"] = defaults
+    if not values["cors_allowed_origins"] and values["env"] != "production":
+        values["cors_allowed_origins"] = DEFAULT_CORS_ORIGINS
     if not str(values["workspace_root"]) or str(values["workspace_root"]) == ".":
         values["workspace_root"] = Path(values["data_dir"]) / "workspaces"
     if not values["base_url"].startswith(("http://", "https://")):

@@ -40,9 +40,13 @@ def test_a_bad_value_names_the_variable_and_what_it_accepts(variable, value):
     assert "\n" not in message
 
 
-def test_production_drops_localhost_cors_defaults():
-    config = Config.from_env({"ALEX_ENV": "production"})
-    assert config.cors_allowed_origins == ("https://alex.yourdomain.com",)
+def test_production_has_no_default_cors_origins():
+    """Neither the localhost defaults nor the placeholder https://alex.yourdomain.com (not ours to trust)."""
+    assert Config.from_env({"ALEX_ENV": "production"}).cors_allowed_origins == ()
+    assert Config.from_env({"ALEX_ENV": "production", "CORS_ALLOWED_ORIGINS": "https://app.example"}
+                           ).cors_allowed_origins == ("https://app.example",)
+    for env in ("development", "test"):
+        assert "https://alex.yourdomain.com" in Config.from_env({"ALEX_ENV": env}).cors_allowed_origins
 
 
 def test_cors_origins_accept_commas_and_newlines():

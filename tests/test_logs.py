@@ -71,7 +71,8 @@ def test_production_logs_are_json_with_request_session_and_task_ids(production_a
     assert messages[0] == "task started" and messages[-1] == "task completed (completed)"
     assert sum(message.startswith("iteration ") for message in messages) == 2
     for line in task_lines:  # the task's lines carry the id of the request that submitted it
-        assert line["session_id"] == "logged" and line["request_id"] == "req-logs-1"
+        assert line["session_id"] == "logged" and line["request_id"] == "req-logs-1"  # the client's id
+        assert line["owner"].startswith("key-")  # with the owner, it names the stored session
     assert task_lines[-1]["outcome"] == "completed" and task_lines[-1]["stop_reason"] == "completed"
 
 

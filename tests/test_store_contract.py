@@ -141,6 +141,21 @@ def test_the_log_pages_in_order_and_goes_with_its_session(store):
     assert [e.id for e in store.events_after("s2", "0", 10)] == [other.id]
 
 
+def test_owner_namespaced_session_ids_work_like_any_other(store):
+    """API keys' sessions are stored as `<owner id>.<client id>`: the dot is no separator to either backend."""
+    mine, theirs = "key-0123456789ab.plan", "key-ba9876543210.plan"
+    assert store.ensure_session(mine, "key-0123456789ab") and store.ensure_session(theirs, "key-ba9876543210")
+    new_task(store, mine, "t-mine", "key-0123456789ab")
+    logged = store.append_event(mine, "n", "{}")
+    assert store.get_session(mine)["id"] == mine and store.get_session("plan") is None
+    assert [s["id"] for s in store.list_sessions("key-0123456789ab", 10, 0)[0]] == [mine]
+    assert [t["id"] for t in store.list_tasks(None, mine, None, 10, 0)[0]] == ["t-mine"]
+    assert store.list_tasks(None, theirs, None, 10, 0) == ([], 0)
+    assert [e.id for e in store.events_after(mine, "0", 10)] == [logged.id]
+    assert store.events_after(theirs, "0", 10) == []
+    assert store.delete_session(mine) and store.get_session(theirs) is not None
+
+
 def test_cursor_rules(store):
     store.ensure_session("s1")
     old = [store.append_event("s1", "n", "{}").id for _ in range(3)]

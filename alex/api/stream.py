@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, Response, request
 
 from alex.api.inputs import query_args
-from alex.api.owner import current_owner, owned_session
+from alex.api.owner import current_owner, owned_session, session_key
 from alex.api.replies import no_content
 from alex.errors import AlexError, Overloaded
 from alex.schemas import StreamQuerySchema
@@ -59,7 +59,7 @@ def _stream(svc: Services):
         )
     args = query_args(_stream_query)
     cursor = _client_cursor(svc, args)
-    session_id = args["session_id"]
+    session_id = session_key(args["session_id"])  # as stored; the stream shows the client its own id
     if svc.store.get_session(session_id) is None:
         if cursor not in (None, "0"):
             return no_content()  # a stale cursor of a deleted session: tell EventSource to stop reconnecting
