@@ -359,7 +359,31 @@ def test_grep(ctx, workspace):
     assert call(ctx, "grep", pattern="os", path="src/a.py")["output"] == \
         "src/a.py:1:import os\nsrc/a.py:3:    return os.getcwd()"
     assert call(ctx, "grep", pattern="absent") == {"output": "No matches.", "returncode": 1, "error": None}
-    assert "not a valid Python regular expression" in call(ctx, "grep", pattern="(")["error"]
+    assert "not valid RE2 syntax (missing )" in call(ctx, "grep", pattern="(")["error"]
+
+
+@pytest.mark.parametrize(("pattern", "reason"), [(r"(a)\1", "invalid escape sequence: \\1"),
+                                                 ("(?=a)", "invalid perl operator: (?="),
+                                                 ("(?<!a)b", "invalid perl operator: (?<")])
+def test_grep_names_what_re2_does_not_support(ctx, workspace, pattern, reason):
+    error = call(ctx, "grep", pattern=pattern)["error"]
+    assert reason in error and "no backreferences" in error and "no lookaround" in error
+
+
+def test_grep_matches_utf8_text_and_anchors_per_line(ctx, workspace):
+    (workspace / "u.txt").write_bytes("café au lait\r\nnaïve\n".encode() + b"\xff\xfe raw\n")
+    assert call(ctx, "grep", pattern=r"^caf.\s")["output"] == "u.txt:1:café au lait"
+    assert call(ctx, "grep", pattern=r"ï.e$")["output"] == "u.txt:2:naïve"
+    assert call(ctx, "grep", pattern="raw")["output"] == "u.txt:3:\ufffd\ufffd raw"
+
+
+def test_a_catastrophic_pattern_is_linear_on_re2(ctx, workspace):
+    # (a+)+$ against "aaaa…b" takes exponential time on a backtracking engine (Python's re: hours for 40 a's)
+    (workspace / "evil.txt").write_text("a" * 40 + "b\n" + ("a" * 5000 + "!\n") * 200 + "aaa\n")
+    started = time.monotonic()
+    outcome = call(ctx, "grep", pattern="(a+)+$")
+    assert time.monotonic() - started < 2
+    assert outcome["output"] == "evil.txt:202:aaa"
 
 
 def test_grep_caps_the_number_of_matches(ctx, workspace):
