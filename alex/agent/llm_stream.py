@@ -104,7 +104,7 @@ class SSEDecoder:
 
 def _check_size(chars: int, what: str) -> None:
     if chars > MAX_LINE_CHARS:
-        raise LLMError(f"the LLM API streamed {what} longer than {MAX_LINE_CHARS // (1024 * 1024)} MiB "
+        raise LLMError(f"the LLM API streamed {what} longer than {MAX_LINE_CHARS // (1024 * 1024)} MiB"
                        "; this is not a chat-completion stream", retryable=False)
 
 

@@ -1,0 +1,98 @@
+"""alex's gunicorn worker: gevent's, plus a deadline for request heads, a per-client cap on unfinished
+connections, and a graceful shutdown when the gunicorn master dies.
+
+Without these, connections that never finish their headers (slowloris) hold the worker's connection pool for
+gunicorn's keep-alive time each and starve every other client; and a worker whose master was killed with
+SIGKILL would keep serving (and holding the port) until its last task ended.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import Counter
+from typing import Any
+
+import gevent
+from gunicorn.workers.base import Worker
+from gunicorn.workers.ggevent import GeventWorker
+
+from alex.config import Config
+
+
+class _Connection:
+    """A connection being served: its peer, and whether its first request head has been read."""
+
+    __slots__ = ("peer", "head_read")
+
+    def __init__(self, peer: str):
+        self.peer = peer
+        self.head_read = False
+
+
+def _peer(addr: Any) -> str:
+    """The client's address without its port (a unix-socket peer is one client: "")."""
+    return str(addr[0]) if isinstance(addr, tuple) and addr else str(addr or "")
+
+
+class AlexGeventWorker(GeventWorker):
+    """gunicorn's gevent worker; a connection must finish its first request head within ALEX_HEADER_TIMEOUT_S,
+    a peer may hold at most ALEX_MAX_UNFINISHED_PER_CLIENT such unfinished connections (more are closed at
+    once), and a changed parent process starts the same graceful shutdown as SIGTERM."""
+
+    def init_process(self) -> None:
+        """Read alex's limits, then start serving (gunicorn's own set-up)."""
+        config = Config.from_env()
+        self.header_timeout_s = config.header_timeout_s
+        self.max_unfinished_per_client = config.max_unfinished_per_client
+        self._unfinished: Counter[str] = Counter()
+        self._connections: dict[Any, _Connection] = {}  # by the greenlet serving the connection
+        super().init_process()
+
+    def handle(self, listener: Any, client: Any, addr: Any) -> None:
+        """Serve one connection unless its peer already holds the maximum of unfinished connections."""
+        connection = _Connection(_peer(addr))
+        if self._unfinished[connection.peer] >= self.max_unfinished_per_client:
+            self.log.debug("alex: closing a connection from %s: too many unfinished requests", connection.peer)
+            client.close()
+            return
+        self._unfinished[connection.peer] += 1
+        greenlet = gevent.getcurrent()
+        self._connections[greenlet] = connection
+        try:
+            super().handle(listener, client, addr)
+        finally:
+            self._head_done(connection)
+            self._connections.pop(greenlet, None)
+
+    def timeout_ctx(self) -> gevent.Timeout:
+        """The wait for a request head: ALEX_HEADER_TIMEOUT_S for a connection's first request, gunicorn's
+        keep-alive between later ones; when it passes, the connection is closed quietly."""
+        connection = self._connections.get(gevent.getcurrent())
+        if connection is not None and not connection.head_read:
+            # False: gevent's documented "silent" timeout (the `with` block just ends); its stubs omit it
+            return gevent.Timeout(self.header_timeout_s, False)  # type: ignore[arg-type]
+        return super().timeout_ctx()
+
+    def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> None:
+        """The head has been read: the connection no longer counts as unfinished; serve the request."""
+        connection = self._connections.get(gevent.getcurrent())
+        if connection is not None:
+            self._head_done(connection)
+        super().handle_request(listener_name, req, sock, addr)
+
+    def _head_done(self, connection: _Connection) -> None:
+        if connection.head_read:
+            return
+        connection.head_read = True
+        self._unfinished[connection.peer] -= 1
+        if self._unfinished[connection.peer] <= 0:
+            del self._unfinished[connection.peer]
+
+    def notify(self) -> None:
+        """Tell the master this worker is alive; if the master is gone (the parent changed), begin the graceful
+        shutdown of SIGTERM: stop accepting, drain streams, give tasks the grace period, exit."""
+        Worker.notify(self)  # not GeventWorker's: it calls sys.exit at once, leaving streams and tasks undrained
+        if self.alive and self.ppid != os.getppid():
+            self.log.warning("alex: the gunicorn master (pid %s) is gone; shutting down as on SIGTERM", self.ppid)
+            self.handle_exit(signal.SIGTERM, None)
