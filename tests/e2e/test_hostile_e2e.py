@@ -7,6 +7,7 @@ finish their headers, and `kill -9` of the gunicorn master.
 from __future__ import annotations
 
 import resource
+import selectors
 import signal
 import socket
 import threading
@@ -91,7 +92,7 @@ def test_a_slow_grep_leaves_the_worker_responsive_and_cancel_ends_it_at_once(sta
     finally:
         stream.close()
     assert messages[-1].event == "task_cancelled" and ended_in < 2, (messages[-1].event, ended_in)
-    assert not any(m.event == "tool_call_complete" and "a:" in m.data for m in messages)
+    assert not any(m.event == "tool_call_complete" for m in messages)  # grep was stopped, not finished
     assert len(watch.latencies) >= 5 and worst < 1.0, watch.latencies
 
 
@@ -137,30 +138,38 @@ def open_partial_heads(server: GunicornServer, sources: list[str], count: int) -
     return sockets
 
 
-def closed_by_server(sock: socket.socket, timeout: float) -> bool:
-    """True when the server closes (or resets) the connection within `timeout` seconds."""
-    sock.settimeout(timeout)
-    try:
-        return sock.recv(1024) == b""
-    except ConnectionResetError:
-        return True
-    except TimeoutError:
-        return False
+def closed_within(sockets: list[socket.socket], timeout: float) -> list[socket.socket]:
+    """The sockets the server closed (or reset) within `timeout` seconds: having sent only part of a head, a
+    socket becomes readable only when the server ends it."""
+    closed = []
+    with selectors.DefaultSelector() as selector:  # epoll: more than 1024 descriptors
+        for sock in sockets:
+            selector.register(sock, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        while len(closed) < len(sockets) and (left := deadline - time.monotonic()) > 0:
+            for key, _ in selector.select(left):
+                selector.unregister(key.fileobj)
+                closed.append(key.fileobj)
+    for sock in closed:
+        try:
+            assert sock.recv(1024) == b"", "the server answered a request head that never ended"
+        except ConnectionResetError:
+            pass
+    return closed
 
 
 def test_one_client_with_1100_unfinished_heads_is_cut_to_its_cap_and_others_are_served(start_server):
     raise_open_file_limit(4096)
-    server = start_server(ALEX_MAX_STREAMS="100", ALEX_HEADER_TIMEOUT_S="4", ALEX_MAX_UNFINISHED_PER_CLIENT="50")
+    server = start_server(ALEX_MAX_STREAMS="100", ALEX_HEADER_TIMEOUT_S="5", ALEX_MAX_UNFINISHED_PER_CLIENT="50")
+    opened_at = time.monotonic()
     sockets = open_partial_heads(server, ["127.0.0.1"], 1100)
     try:
         assert health_latency(server, source="127.0.0.2") < 1.0
-        opened_at = time.monotonic()
-        at_once = [sock for sock in sockets if closed_by_server(sock, 0.05)]
+        at_once = closed_within(sockets, 1.0)
+        assert len(at_once) == 1050 and time.monotonic() - opened_at < 5  # the cap, not the timeout, closed them
         held = [sock for sock in sockets if sock not in at_once]
-        assert len(held) == 50 and len(at_once) == 1050
-        assert not any(closed_by_server(sock, 0.01) for sock in held)  # still open: inside the header timeout
-        assert all(closed_by_server(sock, 8) for sock in held)
-        assert time.monotonic() - opened_at < 8
+        assert len(closed_within(held, 10)) == 50
+        assert 5 - 0.5 < time.monotonic() - opened_at < 5 + 5
     finally:
         for sock in sockets:
             sock.close()
@@ -170,14 +179,13 @@ def test_1100_unfinished_heads_from_many_clients_are_closed_at_the_header_timeou
     raise_open_file_limit(4096)
     server = start_server(ALEX_MAX_STREAMS="100", ALEX_HEADER_TIMEOUT_S="3")
     sources = [f"127.0.0.{host}" for host in range(10, 32)]  # 22 clients x 50: every connection is admitted
-    started = time.monotonic()
+    opened_at = time.monotonic()
     sockets = open_partial_heads(server, sources, 1100)
     try:
         # the pool (ALEX_MAX_STREAMS + 1000 connections) is full: /health waits for the header timeout, not 95 s
         assert health_latency(server, source="127.0.0.2") < 3 + 3
-        slow = sockets[-1]
-        assert closed_by_server(slow, 8)
-        assert 3 - 0.5 < time.monotonic() - started
+        assert len(closed_within(sockets, 8)) == 1100
+        assert 3 - 0.5 < time.monotonic() - opened_at < 3 + 8
         assert health_latency(server, source="127.0.0.2") < 1.0
     finally:
         for sock in sockets:
