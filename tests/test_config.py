@@ -63,3 +63,12 @@ def test_secret_settings_default_to_empty():
     defaults = {variable: default for variable, default, _accepts in documented_settings()}
     assert [defaults[variable] for variable in SECRETS] == ["", "", "", ""]
     assert Config.from_env({}).metrics_token == ""
+
+
+def test_the_connection_limits_of_the_worker_default_and_are_checked():
+    config = Config.from_env({})
+    assert config.header_timeout_s == 10 and config.max_unfinished_per_client == 50
+    assert Config.from_env({"ALEX_HEADER_TIMEOUT_S": "2.5"}).header_timeout_s == 2.5
+    for variable, value in (("ALEX_HEADER_TIMEOUT_S", "0"), ("ALEX_MAX_UNFINISHED_PER_CLIENT", "0")):
+        with pytest.raises(ConfigError, match=f"^{variable}="):
+            Config.from_env({variable: value})
