@@ -94,7 +94,7 @@ _SETTINGS: dict[str, tuple[str, Callable[[str], Any], str, str]] = {
                               "seconds a new connection has to send its whole request head, else it is closed"),
     "ALEX_MAX_UNFINISHED_PER_CLIENT": ("max_unfinished_per_client", _positive_int, "50",
                                        "connections one client address may hold before their first request head "
-                                       "is complete (more are closed at once)"),
+                                       "is complete (further ones get 0.5 s for it)"),
     "FORWARDED_ALLOW_IPS": ("forwarded_allow_ips", str, "",
                             "proxy addresses gunicorn trusts for scheme headers (empty: none, or 127.0.0.1,::1 "
                             "with ALEX_TRUSTED_PROXY_HOPS)"),

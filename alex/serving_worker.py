@@ -19,14 +19,17 @@ from gunicorn.workers.ggevent import GeventWorker
 
 from alex.config import Config
 
+OVER_CAP_HEAD_S = 0.5  # the head deadline of a connection beyond its client's cap of unfinished ones
+
 
 class _Connection:
-    """A connection being served: its peer, and whether its first request head has been read."""
+    """A connection being served: its peer, how long its first request head may take, whether it was read."""
 
-    __slots__ = ("peer", "head_read")
+    __slots__ = ("peer", "head_deadline_s", "head_read")
 
-    def __init__(self, peer: str):
+    def __init__(self, peer: str, head_deadline_s: float):
         self.peer = peer
+        self.head_deadline_s = head_deadline_s
         self.head_read = False
 
 
@@ -36,9 +39,10 @@ def _peer(addr: Any) -> str:
 
 
 class AlexGeventWorker(GeventWorker):
-    """gunicorn's gevent worker; a connection must finish its first request head within ALEX_HEADER_TIMEOUT_S,
-    a peer may hold at most ALEX_MAX_UNFINISHED_PER_CLIENT such unfinished connections (more are closed at
-    once), and a changed parent process starts the same graceful shutdown as SIGTERM."""
+    """gunicorn's gevent worker; a connection must finish its first request head within ALEX_HEADER_TIMEOUT_S;
+    a peer's connections beyond ALEX_MAX_UNFINISHED_PER_CLIENT unfinished ones get OVER_CAP_HEAD_S only (closed
+    almost at once; a burst of ordinary requests, whose heads follow their connects closely, is still served);
+    a changed parent process starts the same graceful shutdown as SIGTERM."""
 
     def init_process(self) -> None:
         """Read alex's limits, then start serving (gunicorn's own set-up)."""
@@ -50,13 +54,13 @@ class AlexGeventWorker(GeventWorker):
         super().init_process()
 
     def handle(self, listener: Any, client: Any, addr: Any) -> None:
-        """Serve one connection unless its peer already holds the maximum of unfinished connections."""
-        connection = _Connection(_peer(addr))
-        if self._unfinished[connection.peer] >= self.max_unfinished_per_client:
-            self.log.debug("alex: closing a connection from %s: too many unfinished requests", connection.peer)
-            client.close()
-            return
-        self._unfinished[connection.peer] += 1
+        """Serve one connection, its first request head bounded by the header timeout (by OVER_CAP_HEAD_S when
+        its peer already holds the maximum of unfinished connections)."""
+        peer = _peer(addr)
+        over_cap = self._unfinished[peer] >= self.max_unfinished_per_client
+        connection = _Connection(peer, min(OVER_CAP_HEAD_S, self.header_timeout_s) if over_cap
+                                 else self.header_timeout_s)
+        self._unfinished[peer] += 1
         greenlet = gevent.getcurrent()
         self._connections[greenlet] = connection
         try:
@@ -66,12 +70,12 @@ class AlexGeventWorker(GeventWorker):
             self._connections.pop(greenlet, None)
 
     def timeout_ctx(self) -> gevent.Timeout:
-        """The wait for a request head: ALEX_HEADER_TIMEOUT_S for a connection's first request, gunicorn's
+        """The wait for a request head: the connection's head deadline for its first request, gunicorn's
         keep-alive between later ones; when it passes, the connection is closed quietly."""
         connection = self._connections.get(gevent.getcurrent())
         if connection is not None and not connection.head_read:
             # False: gevent's documented "silent" timeout (the `with` block just ends); its stubs omit it
-            return gevent.Timeout(self.header_timeout_s, False)  # type: ignore[arg-type]
+            return gevent.Timeout(connection.head_deadline_s, False)  # type: ignore[arg-type]
         return super().timeout_ctx()
 
     def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> None:
