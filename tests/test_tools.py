@@ -483,3 +483,13 @@ def test_build_tools_keeps_the_canonical_order_and_rejects_unknown_names():
     assert list(build_tools(["todo_read", "bash", "grep"])) == ["bash", "grep", "todo_read"]
     with pytest.raises(ValueError, match="unknown tool"):
         build_tools(["bash", "rm_rf"])
+
+
+def test_a_search_past_its_time_limit_stops_with_an_error(ctx, workspace, monkeypatch):
+    monkeypatch.setattr("alex.agent.tools.search.CALL_LIMIT_S", 0.3)
+    for number in range(2):  # seconds of searching, far past the limit
+        (workspace / f"big{number}.txt").write_bytes(b"a\n" * (4 * 1024 * 1024))
+    started = time.monotonic()
+    outcome = call(ctx, "grep", pattern="zzz")
+    assert outcome["error"] == "the search stopped after 0.3 s; narrow the path or glob"
+    assert time.monotonic() - started < 0.3 + 1.5
