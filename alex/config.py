@@ -97,6 +97,11 @@ _SETTINGS: dict[str, tuple[str, Callable[[str], Any], str, str]] = {
                         "worker processes; honoured only with REDIS_URL (0: one per core with REDIS_URL, else 1)"),
     "ALEX_GRACEFUL_TIMEOUT_S": ("graceful_timeout_s", _positive_int, "30",
                                 "seconds a SIGTERM gives running tasks before they stop (retryable shutdown error)"),
+    "ALEX_HEADER_TIMEOUT_S": ("header_timeout_s", _positive_float, "10",
+                              "seconds a new connection has to send its whole request head, else it is closed"),
+    "ALEX_MAX_UNFINISHED_PER_CLIENT": ("max_unfinished_per_client", _positive_int, "50",
+                                       "connections one client address may hold before their first request head "
+                                       "is complete (further ones get 0.5 s for it)"),
     "FORWARDED_ALLOW_IPS": ("forwarded_allow_ips", str, "",
                             "proxy addresses gunicorn trusts for scheme headers (empty: none, or 127.0.0.1,::1 "
                             "with ALEX_TRUSTED_PROXY_HOPS)"),
@@ -208,6 +213,8 @@ class Config:
     port: int
     web_concurrency: int
     graceful_timeout_s: int
+    header_timeout_s: float
+    max_unfinished_per_client: int
     forwarded_allow_ips: str
     env: str
     env_file: str

@@ -26,7 +26,9 @@ _metrics_dir = _config.prometheus_multiproc_dir  # /metrics of all workers (alex
 _asked_workers = _config.web_concurrency or ((os.cpu_count() or 1) if _redis else 1)
 
 bind = f"0.0.0.0:{_config.port}"
-worker_class = "gevent"
+# gevent's worker plus a deadline for request heads (ALEX_HEADER_TIMEOUT_S), a per-client cap on unfinished
+# connections (ALEX_MAX_UNFINISHED_PER_CLIENT) and a graceful exit when the master dies (alex/serving_worker.py).
+worker_class = "alex.serving_worker.AlexGeventWorker"
 # The embedded store and bus live in one process: several workers would each see only their own
 # streams. One gevent worker holds thousands of streams; scale out with REDIS_URL.
 workers = _asked_workers if _redis else 1

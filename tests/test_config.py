@@ -104,3 +104,12 @@ def test_an_llm_provider_other_than_openai_is_refused_with_what_to_do():
     with pytest.raises(ConfigError, match="ALEX_LLM_PROVIDER='anthropic' is not valid: expected openai, the only"):
         Config.from_env({"ALEX_LLM_PROVIDER": "anthropic"})
     assert Config.from_env({"ALEX_LLM_PROVIDER": "OpenAI"}).llm_provider == "openai"
+
+
+def test_the_connection_limits_of_the_worker_default_and_are_checked():
+    config = Config.from_env({})
+    assert config.header_timeout_s == 10 and config.max_unfinished_per_client == 50
+    assert Config.from_env({"ALEX_HEADER_TIMEOUT_S": "2.5"}).header_timeout_s == 2.5
+    for variable, value in (("ALEX_HEADER_TIMEOUT_S", "0"), ("ALEX_MAX_UNFINISHED_PER_CLIENT", "0")):
+        with pytest.raises(ConfigError, match=f"^{variable}="):
+            Config.from_env({variable: value})
