@@ -27,10 +27,13 @@ lint: $(VENV)/.dev  ## ruff over the whole tree, mypy over alex/
 test: lint system-deps  ## lint, then the whole test suite (unit, API, end-to-end with real gunicorn and Redis)
 	$(BIN)/pytest -q
 
-system-deps:  ## what the tests need besides Python: redis-server (apt-get installs it when missing, as root)
+system-deps:  ## what the tests need besides Python: redis-server and bwrap (apt-get installs them when missing, as root)
 	@command -v redis-server >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
 		apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; } || \
 		echo "alex: the Redis tests need redis-server on PATH (apt-get install redis-server)"
+	@command -v bwrap >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+		apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; } || \
+		echo "alex: the sandbox (and its tests) need bwrap on PATH (apt-get install bubblewrap)"
 
 bench: $(VENV)/.dev  ## fan-out and task-path benchmarks against a naive baseline (BENCH_ARGS=--quick: ~1 min)
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
