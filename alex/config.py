@@ -71,6 +71,12 @@ def _bool(raw: str) -> bool:
     raise ValueError
 
 
+def _sandbox_mode(raw: str) -> str:
+    if raw not in ("auto", "bwrap", "none"):
+        raise ValueError
+    return raw
+
+
 def _rate_limit(raw: str) -> str:
     """A limit in the grammar of the `limits` library that enforces it ("" for off: empty means the default)."""
     from limits import parse_many  # raises ValueError on a bad limit
@@ -123,6 +129,10 @@ _SETTINGS: dict[str, tuple[str, Callable[[str], Any], str, str]] = {
     "ALEX_LLM_CALL_DEADLINE_S": ("llm_call_deadline_s", _positive_float, "600", "a number of seconds > 0"),
     "ALEX_BASH_TIMEOUT_S": ("bash_timeout_s", _positive_float, "120", "a number of seconds > 0"),
     "ALEX_TOOL_OUTPUT_LIMIT": ("tool_output_limit", _positive_int, "30000", "an integer number of characters"),
+    "ALEX_SANDBOX": ("sandbox", _sandbox_mode, "auto",
+                     "auto, bwrap or none: where bash runs (auto: bubblewrap when it works, else none with a warning; "
+                     "production refuses none unless set explicitly)"),
+    "ALEX_SANDBOX_NETWORK": ("sandbox_network", _bool, "0", "1 or 0 (network inside the bwrap sandbox)"),
     "ALEX_TOOLS": ("tools", _tools, ",".join(ALL_TOOLS), "tool names separated by commas: " + ", ".join(ALL_TOOLS)),
     "ALEX_TASK_LEASE_S": ("task_lease_s", _positive_float, "60", "a number of seconds > 0"),
     "ALEX_EVENT_RETENTION": ("event_retention", _positive_int, "10000", "an integer >= 1"),
@@ -186,6 +196,8 @@ class Config:
     llm_call_deadline_s: float
     bash_timeout_s: float
     tool_output_limit: int
+    sandbox: str
+    sandbox_network: bool
     tools: tuple[str, ...]
     task_lease_s: float
     event_retention: int
