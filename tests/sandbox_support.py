@@ -7,8 +7,9 @@ import json
 import os
 import shutil
 import stat
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,16 @@ def require_bwrap() -> None:
     """Fail the test with a one-line hint when bubblewrap is not installed."""
     if shutil.which("bwrap", path="/usr/local/bin:/usr/bin:/bin:" + os.environ.get("PATH", "")) is None:
         pytest.fail("this test needs bwrap on PATH: apt-get install bubblewrap (or make system-deps)")
+
+
+@pytest.fixture
+def open_tmp() -> Iterator[Path]:
+    """A fresh directory under /tmp that nobody can traverse (pytest's own tmp_path lies below a 0700 directory,
+    which any pytest run starting meanwhile makes private again), removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix="alex-sandbox-"))
+    path.chmod(0o711)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def traversable(path: Path) -> Path:
