@@ -19,9 +19,14 @@ def main() -> None:
 
 @main.command()
 def check() -> None:
-    """Parse the configuration and check production auth as the server does at start; exit 2 with its message."""
+    """Parse the configuration, check production auth and resolve the bash sandbox (a probe run) as the server does
+    at start; exit 2 with its message."""
+    from alex.agent.tools.sandbox import resolve_sandbox
+
     try:
-        check_production_auth(Config.from_env())  # as register_auth does
+        config = Config.from_env()
+        check_production_auth(config)  # as register_auth does
+        resolve_sandbox(config)  # as build_agent_work does
     except ConfigError as error:
         click.echo(f"alex: configuration error: {error}", err=True)
         sys.exit(2)

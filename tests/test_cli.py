@@ -12,6 +12,12 @@ from alex.config import Config, ConfigError, check_production_auth
 BASE = {"ALEX_API_KEYS": "", "ALEX_ALLOW_ANONYMOUS": "", "ALEX_ENV": "", "ALEX_SSE_BUFFER": ""}
 
 
+@pytest.fixture(autouse=True)
+def data_dir(open_tmp, monkeypatch):
+    """A data directory bubblewrap can work over (`check` runs the sandbox's start-up probe)."""
+    monkeypatch.setitem(BASE, "ALEX_DATA_DIR", str(open_tmp / "data"))
+
+
 def run_check(**settings: str):
     """`alex check` with these settings in its environment."""
     return CliRunner().invoke(main, ["check"], env={**BASE, **settings})
@@ -35,6 +41,14 @@ def test_check_refuses_production_without_keys_with_the_servers_message():
 def test_check_accepts_what_the_server_starts_with(settings):
     result = run_check(**settings)
     assert (result.exit_code, result.stdout) == (0, "configuration ok\n"), result.stderr
+
+
+def test_check_refuses_production_where_the_sandbox_cannot_work(tmp_path):
+    hidden = tmp_path / "private"
+    hidden.mkdir(mode=0o700)  # bwrap, started as nobody, cannot reach a workspace below it
+    result = run_check(ALEX_ENV="production", ALEX_API_KEYS="k", ALEX_DATA_DIR=str(hidden / "data"))
+    assert result.exit_code == 2
+    assert result.stderr.startswith("alex: configuration error: ALEX_SANDBOX=auto found no working bubblewrap")
 
 
 def test_check_names_a_bad_variable():
