@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from alex.agent.cancel import CancelToken
+from alex.agent.tools import build_tools
 from alex.agent.tools.sandbox import NO_SANDBOX, resolve_sandbox
 from alex.config import ConfigError
 from tests.sandbox_support import (
@@ -129,6 +130,7 @@ from pathlib import Path
 from alex.agent.tools import ToolContext, build_tools, run_tool
 from alex.agent.tools.sandbox import resolve_sandbox
 from alex.agent.cancel import CancelToken
+from alex.agent.tools import build_tools
 from alex.config import Config
 
 config = Config.from_env({"ALEX_DATA_DIR": sys.argv[1], "ALEX_SANDBOX": sys.argv[2]})
@@ -197,10 +199,14 @@ def test_no_network_inside_unless_asked(open_tmp):
     try:
         probe = f"python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}), 2); print(\"reached\")'"
         ctx = tool_context(open_tmp / "data" / "workspaces" / "s1")
-        closed = bash(bwrap_sandbox(open_tmp), ctx, probe)
+        offline, online = bwrap_sandbox(open_tmp), bwrap_sandbox(open_tmp, ALEX_SANDBOX_NETWORK="1")
+        closed = bash(offline, ctx, probe)
         assert "reached" not in closed["output"] and "Connection refused" in closed["output"]
-        opened = bash(bwrap_sandbox(open_tmp, ALEX_SANDBOX_NETWORK="1"), ctx, probe)
+        opened = bash(online, ctx, probe)
         assert "reached" in opened["output"], opened
+        # the model is told
+        assert "no network" in build_tools(["bash"], offline)["bash"].description
+        assert "no network" not in build_tools(["bash"], online)["bash"].description
     finally:
         listener.close()
 

@@ -185,13 +185,14 @@ def run_bash(arguments: dict, ctx: ToolContext, sandbox: Sandbox = NO_SANDBOX) -
 
 
 def bash_tool(sandbox: Sandbox = NO_SANDBOX) -> Tool:
-    """The bash tool running its commands in `sandbox`."""
+    """The bash tool running its commands in `sandbox` (its description tells the model when there is no network)."""
+    offline = " There is no network access." if sandbox.isolated and not sandbox.network else ""
     return Tool(
         name="bash",
         description=(
             "Run a bash command in the session workspace (the working directory; HOME is the workspace too) and "
             "return its combined stdout and stderr and exit code. Output is streamed live. Long output is cut in "
-            "the middle. Processes left running in the background are stopped when the command ends."
+            "the middle. Processes left running in the background are stopped when the command ends." + offline
         ),
         parameters=PARAMETERS,
         run=partial(run_bash, sandbox=sandbox),

@@ -24,8 +24,8 @@ NOBODY = 65534  # uid and gid inside the sandbox, and outside too when the serve
 NPROC_INSIDE = 256  # processes of one sandbox (its own user namespace counts them apart from other sandboxes)
 PROBE_TIMEOUT_S = 10.0
 ETC_FILES = ("passwd", "group", "hosts", "resolv.conf", "nsswitch.conf", "host.conf", "gai.conf", "ld.so.cache",
-             "ld.so.conf", "ld.so.conf.d", "localtime", "alternatives", "ssl", "ca-certificates",
-             "ca-certificates.conf", "mime.types", "inputrc")
+             "ld.so.conf", "ld.so.conf.d", "localtime", "alternatives", "ssl/certs", "ssl/openssl.cnf",
+             "ca-certificates", "ca-certificates.conf", "mime.types", "inputrc")  # not ssl/private
 MERGED_USR = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")  # symlinks into /usr on Debian, binds elsewhere
 # Inside: cap the sandbox's processes, then run the command exactly as `bash -c COMMAND` would.
 LIMITED_BASH = f'ulimit -H -S -u {NPROC_INSIDE} || exit 126; exec /bin/bash -c "$1"'
