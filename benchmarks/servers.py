@@ -38,6 +38,7 @@ def clean_env(**settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(_CLEARED) and k not in _CLEARED_NAMES and k not in documented}
     env.update({variable: "" for variable in documented if variable.startswith(_CLEARED)})
+    env["ALEX_ENV_FILE"] = "none"  # no .env at all
     env["PATH"] = f"{BIN}:{env.get('PATH', '')}"
     env.update(settings)
     return env

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import socket
+from typing import Any
 
 from flask import Blueprint, Response, request
 
 from alex.api.inputs import query_args
 from alex.api.owner import current_owner, owned_session
+from alex.api.replies import no_content
 from alex.errors import AlexError, Overloaded
 from alex.schemas import StreamQuerySchema
 from alex.security.limits import client_id, enforce_stream_cap
@@ -20,6 +22,7 @@ from alex.streaming.stream import SessionStream
 
 log = logging.getLogger(__name__)
 bp = Blueprint("stream", __name__)
+STREAM_PATH = "/api/sse"
 _stream_query = StreamQuerySchema()
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -32,7 +35,7 @@ class InvalidCursor(AlexError):
     status, code = 400, "invalid_last_event_id"
 
 
-@bp.get("/api/sse")
+@bp.get(STREAM_PATH)
 def stream():
     """Stream the session's events: `connected` at once, then every event after the cursor, then live.
 
@@ -59,10 +62,10 @@ def _stream(svc: Services):
     session_id = args["session_id"]
     if svc.store.get_session(session_id) is None:
         if cursor not in (None, "0"):
-            return "", 204  # a stale cursor of a deleted session: tell EventSource to stop reconnecting
+            return no_content()  # a stale cursor of a deleted session: tell EventSource to stop reconnecting
         svc.store.ensure_session(session_id, current_owner())
     if owned_session(session_id)["closing"]:
-        return "", 204
+        return no_content()
     return _open_stream(svc, session_id, cursor)
 
 
@@ -112,6 +115,22 @@ def _reconnect_later(svc: Services, why: str) -> Response:
     log.info("stream refused for now: %s", why)
     body = encode_frame(retry_ms=svc.config.sse_retry_ms) + encode_comment(f"{why}; reconnect")
     return Response(body, mimetype="text/event-stream", headers=SSE_HEADERS)
+
+
+class CloseAfterStream:
+    """WSGI middleware: a stream's response says `Connection: close` (under gunicorn), as it is closed at its
+    end (`_end_connection`); gunicorn would otherwise announce keep-alive for a chunked response. It reaches
+    gunicorn's response object through `start_response`, the object's bound method."""
+
+    def __init__(self, wsgi_app: Any):
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO") == STREAM_PATH:
+            force_close = getattr(getattr(start_response, "__self__", None), "force_close", None)
+            if callable(force_close):
+                force_close()
+        return self.wsgi_app(environ, start_response)
 
 
 def _end_connection(sock: socket.socket) -> None:

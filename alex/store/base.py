@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -150,16 +150,19 @@ class Store(Protocol):
 
 Deliver = Callable[[StoredEvent], object]  # what it returns is ignored
 CancelHeld = Callable[[str, str], object]  # (task id, reason): stop the task if this process holds it
+Watched = Callable[[], Mapping[str, str]]  # session id -> the lowest cursor of this process's streams of it
 
 
 class Bus(Protocol):
     """Live fan-out of appended events to every process; each process feeds its broadcaster from it."""
 
     shared: bool  # True when other processes are on it (a task not held here may be running elsewhere)
+    one_host: bool  # True when those processes are all on this host (the embedded file)
 
-    def start(self, deliver: Deliver, cancel: CancelHeld | None = None) -> None:
+    def start(self, deliver: Deliver, cancel: CancelHeld | None = None, watched: Watched | None = None) -> None:
         """Begin calling `deliver` for every event published by any process, and `cancel` for every cancel
-        request made by any process."""
+        request made by any process. `watched` tells which sessions this process's streams follow (a bus
+        that cannot deliver everything, like the embedded one, delivers other processes' events to those)."""
 
     def publish(self, event: StoredEvent) -> None:
         """Hand an appended event to every process's `deliver` (this process included)."""
