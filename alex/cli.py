@@ -19,13 +19,15 @@ def main() -> None:
 @main.command()
 @click.option("--offline", is_flag=True, help="do not ask the LLM server (GET <ALEX_BASE_URL>/models)")
 def check(offline: bool) -> None:
-    """Check the configuration as the server does at start, and that the LLM server answers with the key;
-    one line per problem, exit 2 when there is one."""
+    """Check the configuration as the server does at start (the bash sandbox's probe run included), and that the
+    LLM server answers with the key; one line per problem, exit 2 when there is one."""
     from alex.agent.llm_settings import llm_refusal, probe_llm
+    from alex.agent.tools.sandbox import resolve_sandbox
 
     try:
         config = Config.from_env()
         check_production_auth(config)  # as register_auth does
+        resolve_sandbox(config)  # as build_agent_work does
     except ConfigError as error:
         click.echo(f"alex: configuration error: {error}", err=True)
         sys.exit(2)

@@ -78,6 +78,12 @@ def _bool(raw: str) -> bool:
     raise ValueError
 
 
+def _sandbox_mode(raw: str) -> str:
+    if raw not in ("auto", "bwrap", "none"):
+        raise ValueError
+    return raw
+
+
 def _rate_limit(raw: str) -> str:
     """A limit in the grammar of the `limits` library that enforces it ("" for off: empty means the default)."""
     from limits import parse_many  # raises ValueError on a bad limit
@@ -173,6 +179,11 @@ _SETTINGS: dict[str, tuple[str, Callable[[str], Any], str, str]] = {
                             "seconds one bash command may run (the model may ask for less)"),
     "ALEX_TOOL_OUTPUT_LIMIT": ("tool_output_limit", _positive_int, "30000",
                                "characters of a tool's output given back to the model (the rest is cut, saying so)"),
+    "ALEX_SANDBOX": ("sandbox", _sandbox_mode, "auto",
+                     "where bash runs: bwrap (bubblewrap namespaces: the session's workspace only, no network, as "
+                     "nobody), none (as the server's user) or auto (bwrap when it works, else none with a warning; "
+                     "production refuses none unless set explicitly)"),
+    "ALEX_SANDBOX_NETWORK": ("sandbox_network", _bool, "0", "1: bash in the bwrap sandbox may use the network"),
     "ALEX_TOOLS": ("tools", _tools, ",".join(ALL_TOOLS), "tool names separated by commas: " + ", ".join(ALL_TOOLS)),
     "ALEX_TASK_LEASE_S": ("task_lease_s", _positive_float, "60",
                           "seconds a task's lease lasts; a task whose process stops renewing it ends with worker_lost"),
@@ -246,6 +257,8 @@ class Config:
     llm_call_deadline_s: float
     bash_timeout_s: float
     tool_output_limit: int
+    sandbox: str
+    sandbox_network: bool
     tools: tuple[str, ...]
     task_lease_s: float
     event_retention: int

@@ -5,7 +5,7 @@ installed alex (`alex serve`) as `-c python:alex.gunicorn_conf`: one file for bo
 
 Every value comes from alex's own typed settings (alex/config.py: the environment and .env, checked once, with
 a one-line error naming a bad variable); no app imports here. Hooks at the end refuse a multi-worker start
-without Redis and raise the open-file limit for many streams.
+without Redis, raise the open-file limit for many streams and make master and workers non-dumpable.
 """
 
 import glob
@@ -61,7 +61,11 @@ forwarded_allow_ips = _config.forwarded_allow_ips.strip() or ("127.0.0.1,::1" if
 
 
 def on_starting(server):
-    """Say why WEB_CONCURRENCY was ignored; refuse an explicit multi-worker start without Redis."""
+    """Make the master non-dumpable; say why WEB_CONCURRENCY was ignored; refuse an explicit multi-worker start
+    without Redis."""
+    from alex.prctl import make_non_dumpable
+
+    make_non_dumpable()  # processes of the same user (bash without a sandbox) cannot read its environ: secrets
     if not _redis and server.cfg.workers > 1:
         sys.exit(
             f"alex: {server.cfg.workers} workers need REDIS_URL (without it each worker would hold its own "
@@ -79,6 +83,13 @@ def on_starting(server):
     if _metrics_dir:  # the metric files of an earlier run would be added to this run's values
         for stale in glob.glob(os.path.join(_metrics_dir, "*.db")):
             os.remove(stale)
+
+
+def post_fork(server, worker):
+    """Make the worker non-dumpable (as the master: its /proc/<pid>/environ holds the secrets)."""
+    from alex.prctl import make_non_dumpable
+
+    make_non_dumpable()
 
 
 def post_worker_init(worker):

@@ -8,12 +8,13 @@ from tests.e2e.server import GunicornServer, free_port
 
 
 @pytest.fixture
-def start_server(tmp_path):
-    """Start gunicorn servers with extra settings; all are stopped at teardown."""
+def start_server(open_tmp):
+    """Start gunicorn servers with extra settings; all are stopped at teardown. The default data directory is
+    one bubblewrap (run as nobody) can reach, so that bash is sandboxed as in production."""
     servers: list[GunicornServer] = []
 
     def start(data_dir=None, **settings: str) -> GunicornServer:
-        server = GunicornServer(data_dir or tmp_path / "data", **settings)
+        server = GunicornServer(data_dir or open_tmp / "data", **settings)
         servers.append(server)
         return server.wait_ready()
 
