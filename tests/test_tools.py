@@ -384,7 +384,9 @@ def test_todos_round_trip_through_the_store(ctx, store):
 
 def test_todo_write_validates_items(ctx, store):
     bad_status = call(ctx, "todo_write", todos=[{"id": "1", "content": "x", "status": "done"}])
-    assert bad_status["error"] == 'todo_write: todos[0].status must be one of "pending", "in_progress", "completed"'
+    assert bad_status["error"].startswith(
+        'todo_write: todos[0].status must be one of "pending", "in_progress", "completed". Arguments: '
+        "todo_write(todos: array of {id: string, content: string, status: pending|in_progress|completed})")
     duplicate = call(ctx, "todo_write", todos=[{"id": "1", "content": "x", "status": "pending"}] * 2)
     assert "repeated: 1" in duplicate["error"]
     assert "missing" in call(ctx, "todo_write", todos=[{"id": "1", "status": "pending"}])["error"]
@@ -395,9 +397,9 @@ def test_todo_write_validates_items(ctx, store):
 
 @pytest.mark.parametrize("name, raw, expected", [
     ("nope", "{}", "there is no tool named 'nope'; available tools: bash, file_read"),
-    ("bash", "{not json", "bash: the arguments are not valid JSON"),
-    ("bash", "[1, 2]", "bash: the arguments must be a JSON object"),
-    ("bash", '"ls"', "bash: the arguments must be a JSON object"),
+    ("bash", "{not json", "bash: the arguments you sent are not a complete JSON object"),
+    ("bash", "[1, 2]", "bash: the arguments you sent are not a complete JSON object"),
+    ("bash", '"ls"', "bash: the arguments you sent are not a complete JSON object"),
     ("bash", "{}", "bash: missing required argument(s): command"),
     ("bash", '{"command": "ls", "cwd": "/"}', "bash: unknown argument(s): cwd (allowed: command, timeout_s)"),
     ("bash", '{"command": 5}', "bash: command must be a string, not integer"),

@@ -8,6 +8,7 @@ import threading
 import time
 from typing import Any
 
+from alex.agent.call_arguments import stored_arguments
 from alex.agent.cancel import CancelToken, TaskCancelled
 from alex.agent.context import fit_context
 from alex.agent.lifecycle import TaskLifecycle
@@ -195,7 +196,8 @@ def _assistant_message(completion: Completion) -> Message:
     message: Message = {"role": "assistant", "content": completion.content or None}
     if completion.tool_calls:
         message["tool_calls"] = [
-            {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+            {"id": call.id, "type": "function",
+             "function": {"name": call.name, "arguments": stored_arguments(call.arguments)}}
             for call in completion.tool_calls
         ]
     return message
