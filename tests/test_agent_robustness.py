@@ -61,3 +61,63 @@ def test_a_lone_surrogate_escape_is_stored_as_a_replacement_character(agent_app,
     client = agent_app.test_client()
     run_task(agent_app, client, "odd name", "surrogate")
     assert json.loads(_stored_calls(client, "surrogate")[0]["arguments"]) == {"path": "a\ufffd.txt", "content": "x"}
+
+
+def _results(run) -> list[tuple[str | None, str]]:
+    return [(event["error"], event["result"]) for event in run.of("tool_call_complete")]
+
+
+def test_zero_null_or_empty_optional_arguments_mean_their_default(agent_app, fake_openai):
+    fake_openai.script(
+        analysis(),
+        tool_calls(("bash", {"command": "printf 'a\\nb\\nc\\n' > f.txt; echo ran", "timeout_s": 0})),
+        tool_calls(("file_read", {"path": "f.txt", "offset": 0, "limit": None}),
+                   ("list_files", {"path": "", "recursive": None}),
+                   ("grep", {"pattern": "b", "path": "", "glob": ""})),
+        text("ok"),
+    )
+    run = run_task(agent_app, agent_app.test_client(), "defaults", "defaults")
+    (bash_error, bash_out), (read_error, read), (list_error, listing), (grep_error, found) = _results(run)
+    assert (bash_error, bash_out) == (None, "ran\n")
+    assert read_error is None and read.splitlines()[0].split() == ["1", "a"]
+    assert (list_error, listing) == (None, "f.txt")
+    assert grep_error is None and "f.txt:2:b" in found
+
+
+def test_numbers_and_booleans_given_as_strings_and_json_text_for_arrays_are_taken_as_meant(agent_app, fake_openai):
+    todos = [{"id": 1, "content": "first", "status": "Completed"}]
+    fake_openai.script(
+        analysis(),
+        tool_calls(("bash", {"command": "mkdir -p d/e; printf 'x\\ny\\n' > d/e/g.txt", "timeout_s": "30"})),
+        tool_calls(("file_read", {"path": "d/e/g.txt", "offset": "2", "limit": "1.0"}),
+                   ("list_files", {"path": "d", "recursive": "true"}),
+                   ("todo_write", {"todos": json.dumps(todos)})),
+        text("ok"),
+    )
+    client = agent_app.test_client()
+    run = run_task(agent_app, client, "coerce", "coerce")
+    assert [error for error, _ in _results(run)] == [None] * 4
+    assert _results(run)[1][1].split() == ["2", "y"]
+    assert _results(run)[2][1].splitlines() == ["d/e/", "d/e/g.txt"]
+    assert client.get("/api/sessions/coerce").get_json()["todos"] == [
+        {"id": "1", "content": "first", "status": "completed"}]
+
+
+def test_list_files_given_a_file_lists_that_file(agent_app, fake_openai):
+    fake_openai.script(analysis(), tool_calls(("file_write", {"path": "src/a.py", "content": "x"})),
+                       tool_calls(("list_files", {"path": "src/a.py"})), text("ok"))
+    run = run_task(agent_app, agent_app.test_client(), "list a file", "list-file")
+    assert _results(run)[1] == (None, "src/a.py")
+
+
+def test_a_wrong_argument_is_answered_with_its_name_its_type_and_an_example(agent_app, fake_openai):
+    fake_openai.script(analysis(), tool_calls(("file_read", {"file": "a.py"}), ("bash", {"command": ["ls"]})),
+                       text("ok"))
+    run = run_task(agent_app, agent_app.test_client(), "wrong names", "wrong-names")
+    (unknown, _), (wrong_type, _) = _results(run)
+    assert unknown.startswith("file_read: unknown argument(s): file (allowed: path, offset, limit)")
+    assert "missing required argument(s): path" in unknown
+    assert "file_read(path: string, offset?: integer, limit?: integer)" in unknown
+    assert 'Example arguments: {"path": "main.py"}' in unknown
+    assert wrong_type.startswith("bash: command must be a string, not array")
+    assert 'Example arguments: {"command": "ls -la"}' in wrong_type

@@ -11,12 +11,13 @@ from alex.agent.call_arguments import parse_object
 from alex.agent.cancel import TaskCancelled
 from alex.agent.tools.base import Tool, ToolContext, ToolError, ToolResult, failure
 from alex.agent.tools.bash import BASH
+from alex.agent.tools.coercion import coerce_object
 from alex.agent.tools.files import FILE_EDIT, FILE_READ, FILE_WRITE
 from alex.agent.tools.paths import display_path
 from alex.agent.tools.search import GREP, LIST_FILES
 from alex.agent.tools.todos import TODO_READ, TODO_WRITE
 from alex.agent.tools.usage import how_to_call
-from alex.agent.tools.validation import argument_problem, drop_null_optionals
+from alex.agent.tools.validation import argument_problem
 from alex.config import ALL_TOOLS
 
 __all__ = ["Tool", "ToolContext", "ToolError", "ToolResult", "build_tools", "openai_tool_specs", "run_tool"]
@@ -51,7 +52,7 @@ def _parse_arguments(tool: Tool, raw_arguments: str) -> dict | str:
         return (f"the arguments you sent are not a complete JSON object, so the tool did not run (the reply may "
                 f"have been cut off). You sent: {sent}. Send the call again with one complete JSON object. "
                 f"{how_to_call(tool)}")
-    arguments = drop_null_optionals(tool.parameters, arguments)
+    arguments = coerce_object(tool.parameters, arguments)
     problem = argument_problem(tool.parameters, arguments)
     return f"{problem}. {how_to_call(tool)}" if problem else arguments
 
