@@ -10,6 +10,7 @@ import json
 
 import pytest
 
+from alex.event_schemas import EVENT_SCHEMAS
 from tests.agent_support import agent_settings, analysis, run_task
 from tests.fakes.openai_server import text, tool_calls
 
@@ -121,3 +122,39 @@ def test_a_wrong_argument_is_answered_with_its_name_its_type_and_an_example(agen
     assert 'Example arguments: {"path": "main.py"}' in unknown
     assert wrong_type.startswith("bash: command must be a string, not array")
     assert 'Example arguments: {"command": "ls -la"}' in wrong_type
+
+
+def test_tool_calls_of_a_reply_cut_at_the_token_limit_are_not_run(agent_app, fake_openai, tmp_path):
+    fake_openai.script(
+        analysis(),
+        tool_calls(("bash", {"command": "touch whole.txt"}), ("file_write", '{"path": "cut.py", "content": "pri'),
+                   finish_reason="length"),
+        tool_calls(("list_files", {})),
+        text("Nothing was written."),
+    )
+    run = run_task(agent_app, agent_app.test_client(), "write files", "cut-calls")
+    refused = run.of("tool_call_complete")[:2]
+    assert [event["tool_name"] for event in refused] == ["bash", "file_write"]
+    assert all("cut off" in event["error"] and "not run" in event["error"] for event in refused)
+    assert not run.of("tool_call_stream"), "bash did not run"
+    assert run.of("tool_call_complete")[2]["result"] == "(empty directory)"
+    assert run.terminal["stop_reason"] == "completed"
+    EVENT_SCHEMAS["task_complete"]().load(run.terminal)
+
+
+def test_a_text_answer_cut_at_the_token_limit_is_continued_once(agent_app, fake_openai):
+    fake_openai.script(analysis(), text("The answer is", finish_reason="length"), text(" 42."))
+    run = run_task(agent_app, agent_app.test_client(), "what is it?", "continued")
+    asked = fake_openai.requests[-1].body["messages"][-2:]
+    assert asked[0] == {"role": "assistant", "content": "The answer is"}
+    assert asked[1]["role"] == "user" and "cut off" in asked[1]["content"]
+    assert run.terminal["final_answer"] == "The answer is 42." and run.terminal["stop_reason"] == "completed"
+
+
+def test_a_text_answer_cut_twice_ends_with_its_own_stop_reason(agent_app, fake_openai):
+    fake_openai.script(analysis(), text("Part one,", finish_reason="length"), text(" part two", finish_reason="length"))
+    run = run_task(agent_app, agent_app.test_client(), "a long essay", "cut-twice")
+    assert run.terminal["event_type"] == "task_complete" and run.terminal["stop_reason"] == "truncated"
+    assert run.terminal["final_answer"] == "Part one, part two"
+    assert run.task["status"] == "completed"
+    EVENT_SCHEMAS["task_complete"]().load(run.terminal)

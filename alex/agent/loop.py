@@ -5,17 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from typing import Any
 
 from alex.agent.call_arguments import stored_arguments
+from alex.agent.calls import CallRunner
 from alex.agent.cancel import CancelToken, TaskCancelled
 from alex.agent.context import fit_context
 from alex.agent.lifecycle import TaskLifecycle
 from alex.agent.llm import Completion, LLMCancelled, LLMClient, LLMError, RetryNotice
 from alex.agent.prompts import ANALYSIS_PROMPT, SYSTEM_PROMPT
 from alex.agent.run_state import Run
-from alex.agent.tools import Tool, ToolContext, openai_tool_specs, run_tool
+from alex.agent.tools import Tool, ToolContext, openai_tool_specs
 from alex.config import Config
 from alex.store.base import SessionGone, Store
 from alex.store.records import Message, TaskBase
@@ -48,6 +48,7 @@ class AgentLoop:
         self._llm = llm
         self._tools = tools
         self._tool_specs = openai_tool_specs(tools)
+        self._calls = CallRunner(tools, self._tool_context)
 
     @property
     def llm(self) -> LLMClient:
@@ -85,7 +86,7 @@ class AgentLoop:
         conversation.append({"role": "user", "content": run.task["task"]})
         until_stored(self._store.save_messages, run.task["session_id"], conversation)
         answer = self._iterate(run, conversation)
-        self._complete(run, answer, "completed")
+        self._complete(run, answer, run.stop_reason)
 
     def _analyse(self, run: Run) -> tuple[str, str]:
         """Ask the model for an action name and goal; fall back to the task text when that fails."""
@@ -107,15 +108,16 @@ class AgentLoop:
             run.emit("iteration_start", iteration=run.iteration, total_iters=self._config.max_iterations)
             completion = self._think(run, conversation)
             conversation.append(_assistant_message(completion))
-            tools_run = [self._call_tool(run, call, conversation) for call in completion.tool_calls]
+            tools_run = self._calls.run_all(run, completion, conversation)
+            answer = run.answer_part(completion, conversation)
             until_stored(self._store.save_messages, run.task["session_id"], conversation)
             tokens = completion.usage.total_tokens if completion.usage else 0
-            run.emit("iteration_complete", iteration=run.iteration, tokens_used=tokens, tools_run=len(tools_run))
+            run.emit("iteration_complete", iteration=run.iteration, tokens_used=tokens, tools_run=tools_run)
             log.info("iteration %d done: tools [%s], %d tokens", run.iteration,
                      ", ".join(call.name for call in completion.tool_calls), tokens)
             until_stored(self._store.update_task, run.task["id"], iterations=run.iteration, **run.usage_fields())
-            if not completion.tool_calls:
-                return completion.content
+            if answer is not None:
+                return answer
             if run.total_tokens > self._config.task_max_tokens:
                 raise TokenBudgetExceeded
         raise IterationLimit
@@ -152,18 +154,6 @@ class AgentLoop:
         message = f"{notice.reason}; retrying in {notice.wait_s:.1f} s (attempt {notice.attempt}){note}"
         run.emit("error", iteration=run.iteration, phase="llm", error=message, recoverable=True, terminal=False,
                  retryable=False)
-
-    def _call_tool(self, run: Run, call: Any, conversation: list[Message]) -> dict[str, Any]:
-        run.token.raise_if_cancelled()
-        run.emit("tool_call_start", iteration=run.iteration, call_id=call.id, tool_name=call.name,
-                 arguments=_parsed_arguments(call.arguments))
-        started = time.monotonic()
-        context = self._tool_context(run, call)
-        result = run_tool(self._tools, call.name, call.arguments, context)
-        run.emit("tool_call_complete", call_id=call.id, tool_name=call.name, result=result["output"],
-                 error=result["error"], duration=round((time.monotonic() - started) * 1000))
-        conversation.append({"role": "tool", "tool_call_id": call.id, "content": _tool_message(result)})
-        return result
 
     def _tool_context(self, run: Run, call: Any) -> ToolContext:
         def emit_output(chunk: str, stream: str) -> None:
@@ -203,14 +193,3 @@ def _assistant_message(completion: Completion) -> Message:
     return message
 
 
-def _parsed_arguments(raw: str) -> Any:
-    try:
-        return json.loads(raw) if raw else {}
-    except ValueError:
-        return raw
-
-
-def _tool_message(result: dict[str, Any]) -> str:
-    if result["error"]:
-        return f"ERROR: {result['error']}\n{result['output']}".rstrip()
-    return result["output"]
