@@ -116,7 +116,9 @@ _SETTINGS: dict[str, tuple[str, Callable[[str], Any], str, str]] = {
     "ALEX_MAX_ITERATIONS": ("max_iterations", _positive_int, "20", "an integer >= 1"),
     "ALEX_TASK_TIMEOUT_S": ("task_timeout_s", _positive_float, "1800", "a number of seconds > 0"),
     "ALEX_TASK_MAX_TOKENS": ("task_max_tokens", _positive_int, "1000000", "an integer >= 1"),
-    "ALEX_CONTEXT_TOKENS": ("context_tokens", _positive_int, "100000", "an integer >= 1"),
+    "ALEX_CONTEXT_TOKENS": ("context_tokens", _positive_int, "100000",
+                            "an integer >= 1 (estimated tokens of conversation sent to the model; less when the "
+                            "server names a smaller context)"),
     "ALEX_LLM_MAX_RETRIES": ("llm_max_retries", _non_negative_int, "2", "an integer >= 0"),
     "ALEX_LLM_CONNECT_TIMEOUT_S": ("llm_connect_timeout_s", _positive_float, "10", "a number of seconds > 0"),
     "ALEX_LLM_READ_TIMEOUT_S": ("llm_read_timeout_s", _positive_float, "120", "a number of seconds > 0"),

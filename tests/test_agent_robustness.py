@@ -12,7 +12,8 @@ import pytest
 
 from alex.event_schemas import EVENT_SCHEMAS
 from tests.agent_support import agent_settings, analysis, run_task
-from tests.fakes.openai_server import text, tool_calls
+from tests.fakes.openai_server import error, text, tool_calls
+from tests.fakes.server_rules import prompt_tokens
 
 
 @pytest.fixture
@@ -158,3 +159,56 @@ def test_a_text_answer_cut_twice_ends_with_its_own_stop_reason(agent_app, fake_o
     assert run.terminal["final_answer"] == "Part one, part two"
     assert run.task["status"] == "completed"
     EVENT_SCHEMAS["task_complete"]().load(run.terminal)
+
+
+def _big_output(letter: str) -> tuple[str, dict[str, str]]:
+    """A bash call printing about 1,000 tokens."""
+    return "bash", {"command": f"head -c 4000 /dev/zero | tr '\\0' {letter}"}
+
+
+def _overflowing_script(*extra):
+    return (analysis(), *[tool_calls(_big_output(letter)) for letter in "abc"], text("Done."), *extra)
+
+
+def _notices(run) -> list[str]:
+    return [event["error"] for event in run.of("error") if not event["terminal"]]
+
+
+def test_llama_servers_overflow_error_teaches_alex_its_context_and_later_requests_fit(agent_app, fake_openai):
+    fake_openai.n_ctx = 3000  # llama-server's 400 exceed_context_size_error, with n_ctx, above it
+    fake_openai.script(*_overflowing_script(analysis(), tool_calls(_big_output("d")), text("2")))
+    client = agent_app.test_client()
+    run = run_task(agent_app, client, "produce lots of output", "llama-overflow")
+    assert run.terminal["final_answer"] == "Done."
+    sizes = [prompt_tokens(request.body) for request in fake_openai.requests if request.streaming]
+    refused = [size for size in sizes if size > 3000]
+    assert len(refused) == 1 and sizes[-1] <= 3000, sizes
+    assert len(_notices(run)) == 1 and "3000" in _notices(run)[0]
+    second = run_task(agent_app, client, "more", "llama-overflow")
+    assert second.terminal["final_answer"] == "2" and not _notices(second)
+    assert all(prompt_tokens(r.body) <= 3000 for r in fake_openai.requests[len(sizes) + 1:] if r.streaming)
+
+
+def test_llama_servers_props_give_the_context_before_any_overflow(agent_app, fake_openai):
+    fake_openai.n_ctx = 3000
+    fake_openai.props = {"default_generation_settings": {"n_ctx": 3000}}
+    fake_openai.script(*_overflowing_script(analysis(), text("again")))
+    client = agent_app.test_client()
+    run = run_task(agent_app, client, "produce lots of output", "llama-props")
+    run_task(agent_app, client, "again", "llama-props")
+    assert not _notices(run) and run.terminal["final_answer"] == "Done."
+    assert fake_openai.props_requests == 1, "asked once per client"
+
+
+@pytest.mark.parametrize("status, body_error", [
+    (400, error(400, "This model's maximum context length is 3000 tokens. However, you requested 4100 tokens "
+                     "(4000 in the messages, 100 in the completion). Please reduce the length of the messages or "
+                     "completion.", type="BadRequestError", code="400")),  # vLLM
+    (500, error(500, "input exceeds maximum context length of 3000 tokens", type="api_error")),  # Ollama
+])
+def test_vllm_and_ollama_overflow_errors_are_recognised_and_their_size_learned(agent_app, fake_openai, status,
+                                                                               body_error):
+    fake_openai.script(*_overflowing_script()[:4], body_error, text("Done."))
+    run = run_task(agent_app, agent_app.test_client(), "produce lots of output", "other-overflow")
+    assert run.terminal["final_answer"] == "Done." and len(_notices(run)) == 1
+    assert prompt_tokens(fake_openai.requests[-1].body) <= 3000

@@ -10,7 +10,8 @@ from typing import Any
 from alex.agent.call_arguments import stored_arguments
 from alex.agent.calls import CallRunner
 from alex.agent.cancel import CancelToken, TaskCancelled
-from alex.agent.context import fit_context
+from alex.agent.context import estimate_tokens, fit_context
+from alex.agent.context_window import conversation_budget
 from alex.agent.lifecycle import TaskLifecycle
 from alex.agent.llm import Completion, LLMCancelled, LLMClient, LLMError, RetryNotice
 from alex.agent.prompts import ANALYSIS_PROMPT, SYSTEM_PROMPT
@@ -48,6 +49,7 @@ class AgentLoop:
         self._llm = llm
         self._tools = tools
         self._tool_specs = openai_tool_specs(tools)
+        self._tools_tokens = estimate_tokens([{"tools": self._tool_specs}])
         self._calls = CallRunner(tools, self._tool_context)
 
     @property
@@ -123,22 +125,31 @@ class AgentLoop:
         raise IterationLimit
 
     def _think(self, run: Run, conversation: list[Message]) -> Completion:
-        """One streamed completion; when the API says the context is too long, compact to half and retry once."""
-        budget = self._config.context_tokens
+        """One streamed completion; when the server says the context is too long, fit the conversation to the
+        size it names (else to half the budget) and retry once."""
+        budget = self._budget()
         try:
             completion = self._stream_completion(run, conversation, budget)
         except LLMError as error:
-            if error.code != "context_length_exceeded":
+            if not (error.context_overflow or error.code == "context_length_exceeded"):
                 raise
+            if error.context_window:
+                self._llm.learn_context_window(error.context_window)
+            told = f" ({error.context_window} tokens)" if error.context_window else ""
             run.emit("error", iteration=run.iteration, phase="llm", recoverable=True, terminal=False, retryable=False,
-                     error="the conversation is longer than the model's context; older tool output and turns are "
-                           "left out and the call is retried")
-            completion = self._stream_completion(run, conversation, budget // 2)
+                     error=f"the conversation is longer than the model's context{told}; older tool output and turns "
+                           "are left out and the call is retried")
+            completion = self._stream_completion(run, conversation, min(budget // 2, self._budget()))
         run.add_usage(completion.usage)
         run.last_content = completion.content or run.last_content
         run.emit("think_complete", iteration=run.iteration, content=completion.content,
                  tool_call_count=len(completion.tool_calls))
         return completion
+
+    def _budget(self) -> int:
+        """Estimated tokens the conversation may take (ALEX_CONTEXT_TOKENS, less when the server's context is
+        known)."""
+        return conversation_budget(self._config.context_tokens, self._llm.context_window(), self._tools_tokens)
 
     def _stream_completion(self, run: Run, conversation: list[Message], budget: int) -> Completion:
         messages = fit_context([{"role": "system", "content": SYSTEM_PROMPT}, *conversation], budget)
