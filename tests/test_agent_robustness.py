@@ -12,7 +12,7 @@ import pytest
 
 from alex.event_schemas import EVENT_SCHEMAS
 from tests.agent_support import agent_settings, analysis, run_task
-from tests.fakes.openai_server import error, text, tool_calls
+from tests.fakes.openai_server import error, routed, text, tool_calls
 from tests.fakes.server_rules import prompt_tokens
 
 
@@ -212,3 +212,50 @@ def test_vllm_and_ollama_overflow_errors_are_recognised_and_their_size_learned(a
     run = run_task(agent_app, agent_app.test_client(), "produce lots of output", "other-overflow")
     assert run.terminal["final_answer"] == "Done." and len(_notices(run)) == 1
     assert prompt_tokens(fake_openai.requests[-1].body) <= 3000
+
+
+def test_a_repeated_read_is_answered_from_the_first_result_without_running_again(agent_app, fake_openai):
+    workspace = agent_app.extensions["alex"].config.workspace_root / "repeat-read"
+    read = tool_calls(("file_read", {"path": "notes.txt"}))
+
+    def change_the_file_behind_the_agents_back(request):
+        (workspace / "notes.txt").write_text("second-version\n")
+        return read
+
+    fake_openai.script(analysis(), tool_calls(("file_write", {"path": "notes.txt", "content": "first\n"})), read,
+                       routed(change_the_file_behind_the_agents_back), text("ok"))
+    run = run_task(agent_app, agent_app.test_client(), "read twice", "repeat-read")
+    first, again = run.of("tool_call_complete")[1:]
+    assert "first" in first["result"] and again["error"] is None
+    assert "already" in again["result"] and "first" in again["result"] and "second-version" not in again["result"]
+    assert run.terminal["stop_reason"] == "completed"
+
+
+def test_a_read_after_a_write_is_no_repeat(agent_app, fake_openai):
+    read = tool_calls(("file_read", {"path": "a.txt"}))
+    fake_openai.script(analysis(), tool_calls(("file_write", {"path": "a.txt", "content": "1"})), read,
+                       tool_calls(("file_write", {"path": "a.txt", "content": "2"})), read, text("ok"))
+    run = run_task(agent_app, agent_app.test_client(), "write, read, write, read", "no-repeat")
+    reads = [event["result"] for event in run.of("tool_call_complete") if event["tool_name"] == "file_read"]
+    assert reads[1].split() == ["1", "2"] and "already" not in reads[1]
+
+
+def test_a_repeated_command_runs_again_and_the_model_is_told(agent_app, fake_openai):
+    append = tool_calls(("bash", {"command": "echo x >> log.txt; wc -l < log.txt"}))
+    fake_openai.script(analysis(), append, append, text("ok"))
+    run = run_task(agent_app, agent_app.test_client(), "append twice", "repeat-bash")
+    first, again = [event["result"] for event in run.of("tool_call_complete")]
+    assert first == "1\n" and again.endswith("2\n") and "already ran this exact command" in again
+
+
+def test_the_task_ends_with_its_own_stop_reason_after_three_repeats(make_app, fake_openai):
+    app = make_app(**agent_settings(fake_openai, ALEX_MAX_ITERATIONS="10"))
+    todos = {"todos": [{"id": "1", "content": "count", "status": "completed"}]}
+    fake_openai.script(analysis(), *[tool_calls(("todo_write", todos), content=f"Marking {n}.") for n in range(4)],
+                       analysis(), text("Fresh start."))
+    client = app.test_client()
+    run = run_task(app, client, "loop on todos", "loop")
+    assert run.terminal["event_type"] == "task_complete" and run.terminal["stop_reason"] == "repeated_calls"
+    assert run.terminal["total_iterations"] == 4 and run.terminal["final_answer"] == "Marking 3."
+    EVENT_SCHEMAS["task_complete"]().load(run.terminal)
+    assert run_task(app, client, "next", "loop").terminal["final_answer"] == "Fresh start."

@@ -13,9 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 from alex.agent.llm_types import Completion, ToolCall
+from alex.agent.repeats import RUNS_AGAIN, not_run_note, ran_again_note
 from alex.agent.run_state import Run
 from alex.agent.tools import Tool, ToolContext, ToolResult, run_tool
-from alex.agent.tools.base import failure
+from alex.agent.tools.base import failure, result
 from alex.store.records import Message
 
 CUT_OFF_CALL = (
@@ -44,13 +45,23 @@ class CallRunner:
         run.emit("tool_call_start", iteration=run.iteration, call_id=call.id, tool_name=call.name,
                  arguments=_parsed_arguments(call.arguments))
         started = time.monotonic()
-        if cut_off:
-            result = failure(CUT_OFF_CALL)
-        else:
-            result = run_tool(self._tools, call.name, call.arguments, self._make_context(run, call))
+        result, ran = self._answer(run, call, cut_off)
+        run.repeats.record(call, run.iteration, tool_message(result), ran)
         run.emit("tool_call_complete", call_id=call.id, tool_name=call.name, result=result["output"],
                  error=result["error"], duration=round((time.monotonic() - started) * 1000))
         conversation.append({"role": "tool", "tool_call_id": call.id, "content": tool_message(result)})
+
+    def _answer(self, run: Run, call: ToolCall, cut_off: bool) -> tuple[ToolResult, bool]:
+        """The call's result, and whether the tool ran (a cut-off call or a repeat may be answered without)."""
+        if cut_off:
+            return failure(CUT_OFF_CALL), False
+        earlier = run.repeats.earlier(call)
+        if earlier is not None and call.name not in RUNS_AGAIN:
+            return result(not_run_note(call, earlier)), False
+        outcome = run_tool(self._tools, call.name, call.arguments, self._make_context(run, call))
+        if earlier is not None:
+            outcome["output"] = ran_again_note(earlier) + outcome["output"]
+        return outcome, True
 
 
 def _parsed_arguments(raw: str) -> Any:

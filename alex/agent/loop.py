@@ -120,6 +120,9 @@ class AgentLoop:
             until_stored(self._store.update_task, run.task["id"], iterations=run.iteration, **run.usage_fields())
             if answer is not None:
                 return answer
+            if run.repeats.exhausted:
+                run.stop_reason = "repeated_calls"
+                return run.last_content or "Stopped: the model kept repeating tool calls that had already run."
             if run.total_tokens > self._config.task_max_tokens:
                 raise TokenBudgetExceeded
         raise IterationLimit

@@ -8,6 +8,7 @@ from typing import Any
 from alex.agent.cancel import CancelToken
 from alex.agent.llm_types import Completion
 from alex.agent.prompts import CONTINUE_PROMPT
+from alex.agent.repeats import RepeatGuard
 from alex.store.records import Message, TaskBase
 from alex.streaming.publisher import Publisher
 
@@ -25,6 +26,7 @@ class Run:
         self.completion_tokens = 0
         self.total_tokens = 0
         self.last_content = ""
+        self.repeats = RepeatGuard()
         self.stop_reason = "completed"  # what task_complete reports when the model answers
         self._answer_head = ""  # an answer cut at the output token limit, before its continuation
 
