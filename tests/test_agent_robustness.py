@@ -180,13 +180,14 @@ def test_llama_servers_overflow_error_teaches_alex_its_context_and_later_request
     client = agent_app.test_client()
     run = run_task(agent_app, client, "produce lots of output", "llama-overflow")
     assert run.terminal["final_answer"] == "Done."
-    sizes = [prompt_tokens(request.body) for request in fake_openai.requests if request.streaming]
+    sizes = [prompt_tokens(request.body) for request in fake_openai.requests if not request.analysis]
     refused = [size for size in sizes if size > 3000]
     assert len(refused) == 1 and sizes[-1] <= 3000, sizes
     assert len(_notices(run)) == 1 and "3000" in _notices(run)[0]
+    before = len(fake_openai.requests)
     second = run_task(agent_app, client, "more", "llama-overflow")
     assert second.terminal["final_answer"] == "2" and not _notices(second)
-    assert all(prompt_tokens(r.body) <= 3000 for r in fake_openai.requests[len(sizes) + 1:] if r.streaming)
+    assert all(prompt_tokens(r.body) <= 3000 for r in fake_openai.requests[before:])
 
 
 def test_llama_servers_props_give_the_context_before_any_overflow(agent_app, fake_openai):

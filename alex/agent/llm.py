@@ -86,13 +86,17 @@ class LLMClient:
 
     def stream(
         self, messages: list[dict], tools: list[dict], *, token: CancelToken, on_text: Callable[[str], None],
-        on_retry: Callable[[RetryNotice], None],
+        on_retry: Callable[[RetryNotice], None], max_tokens: int | None = None, json_object: bool = False,
     ) -> Completion:
         """Stream one completion: text deltas go to `on_text` as they arrive; returns the assembled reply."""
         body: dict[str, Any] = {"model": self.model, "messages": messages, "stream": True,
                                 "stream_options": {"include_usage": True}}
         if tools:
             body["tools"] = tools
+        if max_tokens is not None:
+            body["max_tokens"] = max_tokens
+        if json_object:
+            body["response_format"] = {"type": "json_object"}
         return self._with_retries(
             "stream", lambda progress: self._stream_once(body, token, on_text, progress), token, on_retry
         )

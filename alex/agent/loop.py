@@ -66,12 +66,14 @@ class AgentLoop:
         try:
             self._run(run)
         except (TaskCancelled, LLMCancelled):
+            self._save_progress(run)
             self._end_cancelled(run)
         except IterationLimit:
             self._complete(run, run.last_content or "Stopped at the iteration limit.", "max_iterations")
         except TokenBudgetExceeded:
             self._complete(run, run.last_content or "Stopped at the token limit.", "max_tokens")
         except LLMError as error:
+            self._save_progress(run)
             self._lifecycle.fail(task, error.message, phase="llm", iteration=run.iteration)
         except SessionGone:
             log.info("session of task %s was deleted while it ran", task["id"])
@@ -94,9 +96,11 @@ class AgentLoop:
         """Ask the model for an action name and goal; fall back to the task text when that fails."""
         messages = [{"role": "system", "content": ANALYSIS_PROMPT}, {"role": "user", "content": run.task["task"]}]
         try:
-            reply = self._llm.complete(messages, token=run.token, max_tokens=200, json_object=True)
-            parsed = json.loads(reply.content)
+            # Streamed, so that a slow local server is bounded per chunk (ALEX_LLM_READ_TIMEOUT_S), not in whole.
+            reply = self._llm.stream(messages, [], token=run.token, on_text=_ignore, on_retry=_ignore,
+                                     max_tokens=200, json_object=True)
             run.add_usage(reply.usage)
+            parsed = json.loads(reply.content)
             return str(parsed["action_name"])[:80], str(parsed["goal"])[:500]
         except (LLMError, ValueError, KeyError, TypeError):
             words = run.task["task"].split()
@@ -117,7 +121,7 @@ class AgentLoop:
             run.emit("iteration_complete", iteration=run.iteration, tokens_used=tokens, tools_run=tools_run)
             log.info("iteration %d done: tools [%s], %d tokens", run.iteration,
                      ", ".join(call.name for call in completion.tool_calls), tokens)
-            until_stored(self._store.update_task, run.task["id"], iterations=run.iteration, **run.usage_fields())
+            self._save_progress(run)
             if answer is not None:
                 return answer
             if run.repeats.exhausted:
@@ -181,6 +185,10 @@ class AgentLoop:
             workspace_max_bytes=self._config.workspace_max_mb * 1024 * 1024,
         )
 
+    def _save_progress(self, run: Run) -> None:
+        """Keep the iterations and tokens used so far on the task record (a task that fails or is cancelled too)."""
+        until_stored(self._store.update_task, run.task["id"], iterations=run.iteration, **run.usage_fields())
+
     def _complete(self, run: Run, answer: str, stop_reason: str) -> None:
         self._lifecycle.complete(run.task, answer, total_iterations=run.iteration, total_tokens=run.total_tokens,
                                  stop_reason=stop_reason, duration=run.elapsed_ms())
@@ -207,3 +215,5 @@ def _assistant_message(completion: Completion) -> Message:
     return message
 
 
+def _ignore(_: object) -> None:
+    """A callback for what the analysis call reports: its text and retries are not shown to clients."""

@@ -57,6 +57,11 @@ class Recorded:
         """True when the request asked for a stream."""
         return isinstance(self.body, dict) and bool(self.body.get("stream"))
 
+    @property
+    def analysis(self) -> bool:
+        """True for alex's task-analysis call: the one that asks for a JSON object."""
+        return isinstance(self.body, dict) and "response_format" in self.body
+
 
 class Exchange:
     """The reply side of one request, handed to a step: JSON answers, or a chunked event stream."""
