@@ -260,3 +260,12 @@ def test_the_task_ends_with_its_own_stop_reason_after_three_repeats(make_app, fa
     assert run.terminal["total_iterations"] == 4 and run.terminal["final_answer"] == "Marking 3."
     EVENT_SCHEMAS["task_complete"]().load(run.terminal)
     assert run_task(app, client, "next", "loop").terminal["final_answer"] == "Fresh start."
+
+
+def test_an_empty_answer_is_stored_as_empty_text_not_null(agent_app, fake_openai):
+    fake_openai.script(analysis(), text(""), analysis(), text("ok"))
+    client = agent_app.test_client()
+    run_task(agent_app, client, "say nothing", "empty")
+    run_task(agent_app, client, "now say ok", "empty")
+    sent = [m for m in fake_openai.requests[-1].body["messages"] if m["role"] == "assistant"]
+    assert sent == [{"role": "assistant", "content": ""}], "strict servers want content on an assistant message"

@@ -12,6 +12,7 @@ import pytest
 
 from alex.agent.cancel import CancelToken, TaskCancelled
 from alex.agent.tools import Tool, ToolContext, build_tools, openai_tool_specs, run_tool
+from alex.agent.tools.coercion import coerce_value
 from alex.agent.tools.output import HeadTail, LiveOutput, cap_text
 from alex.agent.tools.process import live_group_members
 from alex.agent.tools.search import MAX_MATCHES
@@ -471,3 +472,23 @@ def test_every_tool_has_an_example_its_own_schema_accepts():
     assert set(EXAMPLES) == set(TOOLS)
     assert {name: argument_problem(tool.parameters, EXAMPLES[name]) for name, tool in TOOLS.items()} == {
         name: None for name in TOOLS}
+
+
+@pytest.mark.parametrize("schema, value, expected", [
+    ({"type": "integer"}, "30", 30),
+    ({"type": "integer"}, "2.0", 2),
+    ({"type": "integer"}, 3.0, 3),
+    ({"type": "integer"}, "2.5", "2.5"),  # not an integer: left for the check to refuse
+    ({"type": "integer"}, 1.5, 1.5),
+    ({"type": "number"}, "nan", "nan"),
+    ({"type": "number"}, "1.5", 1.5),
+    ({"type": "boolean"}, "True", True),
+    ({"type": "boolean"}, "yes", "yes"),
+    ({"type": "string"}, 7, "7"),
+    ({"type": "string"}, True, True),  # a boolean is not taken for text
+    ({"type": "array", "items": {"type": "string"}}, '["a", 1]', ["a", "1"]),
+    ({"type": "array", "items": {"type": "string"}}, '{"a": 1}', '{"a": 1}'),
+    ({"type": "string", "enum": ["pending", "completed"]}, " Completed", "completed"),
+])
+def test_values_are_coerced_only_where_the_intent_is_clear(schema, value, expected):
+    assert coerce_value(schema, value) == expected

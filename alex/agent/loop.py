@@ -205,7 +205,8 @@ class AgentLoop:
 
 
 def _assistant_message(completion: Completion) -> Message:
-    message: Message = {"role": "assistant", "content": completion.content or None}
+    # content may be null only beside tool calls (strict servers refuse an assistant message with neither)
+    message: Message = {"role": "assistant", "content": completion.content or (None if completion.tool_calls else "")}
     if completion.tool_calls:
         message["tool_calls"] = [
             {"id": call.id, "type": "function",
