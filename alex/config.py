@@ -166,7 +166,8 @@ _SETTINGS: dict[str, tuple[str, Callable[[str], Any], str, str]] = {
     "ALEX_TASK_MAX_TOKENS": ("task_max_tokens", _positive_int, "1000000",
                              "tokens (prompt + completion, all turns) a task may use before it is stopped"),
     "ALEX_CONTEXT_TOKENS": ("context_tokens", _positive_int, "100000",
-                            "the conversation size (estimated tokens) kept within by compacting older turns"),
+                            "the conversation size (estimated tokens) sent to the model, kept within by compacting "
+                            "older turns (less when the server names a smaller context)"),
     "ALEX_LLM_MAX_RETRIES": ("llm_max_retries", _non_negative_int, "2",
                              "retries of a failed LLM call (connection errors, 429, 5xx) with backoff"),
     "ALEX_LLM_CONNECT_TIMEOUT_S": ("llm_connect_timeout_s", _positive_float, "10",
