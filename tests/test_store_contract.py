@@ -244,3 +244,25 @@ def test_an_append_during_a_redis_restart_waits_and_is_logged_once(tmp_path):
         store.close()
         server.terminate()
         server.wait(10)
+
+
+BUSY_SCRIPT = """
+local start = redis.call('TIME')
+local now = start
+while (now[1] - start[1]) * 1000000 + (now[2] - start[2]) < tonumber(ARGV[1]) do now = redis.call('TIME') end
+return 1
+"""
+
+
+def test_more_callers_than_the_pool_holds_wait_for_a_connection_instead_of_failing(redis_url, redis_pair):
+    store, _ = redis_pair
+    store.ensure_session("crowd")
+    busy = redis.Redis.from_url(redis_url)
+    blocker = threading.Thread(target=busy.eval, args=(BUSY_SCRIPT, 0, 500_000))
+    blocker.start()  # Redis answers nobody for half a second: every caller below holds a connection at once
+    try:
+        owners = run_threads(lambda _: store.get_session("crowd")["owner"], 250)
+    finally:
+        blocker.join(WAIT_S)
+        busy.close()
+    assert owners == [""] * 250

@@ -41,6 +41,7 @@ from alex.store.retry import until_stored
 from alex.textsafe import valid_unicode
 
 SOCKET_TIMEOUT_S = 10  # a Redis that stops answering is a fault after this long (above the bus's XREAD block)
+POOL_CONNECTIONS = 100  # connections to Redis one process opens at most
 BUS_LENGTH = 100_000  # entries kept on the bus stream: what a process reconnecting to Redis can still catch up on
 _EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")
 _TASK_DEFAULTS = {"status": "queued", "started_at": None, "finished_at": None, "final_answer": None, "error": None,
@@ -50,9 +51,15 @@ _TASK_DEFAULTS = {"status": "queued", "started_at": None, "finished_at": None, "
 def redis_client(url: str) -> redis.Redis:
     """A client of `url`: bounded connects and replies (a Redis that stops answering is a fault, not a hang), and
     redis-py's own retry of a command whose connection dropped (which can repeat a script that did run: see the
-    README's Redis notes)."""
-    return redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5, socket_timeout=SOCKET_TIMEOUT_S,
-                                socket_keepalive=True, health_check_interval=30)
+    README's Redis notes).
+
+    Its pool blocks: a caller beyond POOL_CONNECTIONS waits for a free connection (a fault after SOCKET_TIMEOUT_S)
+    instead of failing at once, as redis-py's default pool does past its 100 (one gevent worker easily has
+    hundreds of requests on Redis at once: a reconnect storm)."""
+    pool = redis.BlockingConnectionPool.from_url(
+        url, max_connections=POOL_CONNECTIONS, timeout=SOCKET_TIMEOUT_S, decode_responses=True,
+        socket_connect_timeout=5, socket_timeout=SOCKET_TIMEOUT_S, socket_keepalive=True, health_check_interval=30)
+    return redis.Redis.from_pool(pool)
 
 
 class RedisStore:
