@@ -152,7 +152,13 @@ def storm_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
                  alex["done_s"], naive["open_s"], "s", STORM_RATIO),
         _row(f"reconnect storm, {clients} clients: all connected", alex["open_s"], naive["open_s"], "s", "", None,
              _ratio(alex["open_s"], naive["open_s"])),
+        _row("reconnect storm: server CPU per stream", _per(alex["cpu_s"], clients), _per(naive["cpu_s"], clients),
+             "ms", "", None, _ratio(alex["cpu_s"], naive["cpu_s"])),
     ]
+
+
+def _per(cpu_s: float, count: int) -> float:
+    return round(1000 * cpu_s / count, 3)
 
 
 def _cell(value: Any) -> str:

@@ -25,6 +25,7 @@ from benchmarks.client import (
 )
 from benchmarks.frames import Tally, TimestampCache, parse_stream
 from benchmarks.phases import delivery_timeout, open_timeout
+from benchmarks.profiling import Profiler
 from benchmarks.servers import HOST
 from benchmarks.targets import AlexTarget
 
@@ -40,8 +41,8 @@ async def run(bench: Any, clients: int, sessions: int, deltas: int, **settings: 
     await bench.with_server("alex", clients, lambda target: make_logs(target, names, deltas), data_dir=data_dir,
                             ALEX_MAX_CONCURRENT_TASKS=str(sessions), ALEX_MAX_QUEUED_TASKS=str(sessions),
                             **settings)
-    alex = await bench.with_server("alex", clients, lambda target: reconnect(target, names, clients),
-                                   data_dir=data_dir, **settings)
+    alex = await bench.with_server("alex", clients, lambda target: reconnect(
+        target, names, clients, bench.profiler(f"storm-{store}", target)), data_dir=data_dir, **settings)
     naive = await bench.with_server("naive", clients, lambda target: fresh_connections(target, clients))
     return {"alex": alex | {"store": store, "sessions": sessions,
                             "deltas_per_task": deltas}, "naive": naive}
@@ -74,12 +75,15 @@ def cursors(target: AlexTarget, sessions: list[str], clients: int, seed: int = 1
     return chosen
 
 
-async def reconnect(target: AlexTarget, sessions: list[str], clients: int) -> dict[str, Any]:
+async def reconnect(target: AlexTarget, sessions: list[str], clients: int,
+                    profiler: Profiler | None = None) -> dict[str, Any]:
     """Every client at once, each with its Last-Event-ID; done when every stream had its task's end."""
     plan = cursors(target, sessions, clients)
     port = target.server.port
     requests = [stream_request(HOST, port, target.stream_path(session_id), {"Last-Event-ID": cursor})
                 for session_id, cursor in plan]
+    if profiler is not None:
+        await profiler.start()
     cpu_before, started = target.server.cpu_s(), time.time()
     conns = await open_requests(HOST, port, requests, target.end_marker, timeout=open_timeout(clients))
     try:
@@ -87,8 +91,9 @@ async def reconnect(target: AlexTarget, sessions: list[str], clients: int) -> di
         cpu_s = target.server.cpu_s() - cpu_before
     finally:
         close_all(conns)
+    profile = await profiler.stop() if profiler is not None else None
     return {"clients": clients, "streams_ended": ended, **_timing(conns, started), "cpu_s": round(cpu_s, 2),
-            **verify(target, conns, plan)}
+            **verify(target, conns, plan), **({"profile": profile} if profile is not None else {})}
 
 
 def verify(target: AlexTarget, conns: list[StreamConn], plan: list[tuple[str, str]]) -> dict[str, Any]:
