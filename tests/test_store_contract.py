@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from alex.clock import now_iso
-from alex.store.base import NewEvent, SessionBusyError, SessionClosing, SessionGone, Store, StoredEvent
+from alex.store.base import NewEvent, SessionBusyError, SessionClosing, SessionGone, Store, StoredEvent, StreamStart
 from alex.store.redis_bus import RedisBus
 from alex.store.redis_store import RedisStore
 from tests.e2e.server import free_port
@@ -154,6 +154,21 @@ def test_cursor_rules(store):
     newer = store.append_event("s2", "n", "{}").id
     assert store.resume_cursor("s1", old[-1]) == "0"  # an earlier incarnation's cursor: from the start
     assert store.resume_cursor("s1", newer) == newer  # newer than the session's log: after it, no replay
+
+
+def test_a_stream_start_answers_owner_closing_and_the_cursor_rules_in_one_call(store):
+    assert store.stream_start("s1", None) is None and store.stream_start("s1", "0") is None
+    store.ensure_session("s1", "alice")
+    assert store.stream_start("s1", None) == StreamStart("alice", False, store.resume_cursor("s1", None))
+    old = [store.append_event("s1", "n", "{}").id for _ in range(3)]
+    for cursor in (None, "0", old[0], old[-1]):
+        assert store.stream_start("s1", cursor) == StreamStart("alice", False, store.resume_cursor("s1", cursor))
+    store.delete_session("s1")
+    time.sleep(0.002)  # Redis ids are milliseconds: the new session starts in a later one
+    store.ensure_session("s1", "bob")
+    assert store.stream_start("s1", old[-1]) == StreamStart("bob", False, "0")  # an earlier incarnation's cursor
+    assert store.mark_session_closing("s1")
+    assert store.stream_start("s1", None).closing is True
 
 
 def test_leases_expire_and_renew(store):
