@@ -9,9 +9,9 @@ from typing import Any
 from flask import Blueprint, Response, request
 
 from alex.api.inputs import query_args
-from alex.api.owner import current_owner, owned_session, session_key
+from alex.api.owner import current_owner, session_key
 from alex.api.replies import no_content
-from alex.errors import AlexError, Overloaded
+from alex.errors import AlexError, NotFound, Overloaded
 from alex.schemas import StreamQuerySchema
 from alex.security.limits import client_id, enforce_stream_cap
 from alex.services import Services, services
@@ -60,13 +60,18 @@ def _stream(svc: Services):
     args = query_args(_stream_query)
     cursor = _client_cursor(svc, args)
     session_id = session_key(args["session_id"])  # as stored; the stream shows the client its own id
-    if svc.store.get_session(session_id) is None:
+    # One store call answers the open (a reconnect storm after a restart is thousands of them at once).
+    start = svc.store.stream_start(session_id, cursor)
+    if start is None:
         if cursor not in (None, "0"):
             return no_content()  # a stale cursor of a deleted session: tell EventSource to stop reconnecting
         svc.store.ensure_session(session_id, current_owner())
-    if owned_session(session_id)["closing"]:
+        start = svc.store.stream_start(session_id, cursor)
+    if start is None or start.owner != current_owner():
+        raise NotFound("No session with that id.")
+    if start.closing:
         return no_content()
-    return _open_stream(svc, session_id, cursor)
+    return _open_stream(svc, session_id, start.cursor)
 
 
 def _client_cursor(svc: Services, args: dict) -> str | None:
@@ -83,17 +88,14 @@ def _client_cursor(svc: Services, args: dict) -> str | None:
     return cursor
 
 
-def _open_stream(svc: Services, session_id: str, cursor: str | None) -> Response:
+def _open_stream(svc: Services, session_id: str, cursor: str) -> Response:
     if svc.broadcaster.count() >= svc.config.max_streams:
         raise Overloaded("This server holds as many streams as it can; retry shortly.", headers={"Retry-After": "5"})
     client = client_id()
     enforce_stream_cap(svc.broadcaster, client, svc.config.max_streams_per_client)
+    # Subscribed after the cursor was resolved: the stream's first step reads the log after it, so an event
+    # appended in between is read there (and one also in the window is skipped by its id).
     subscriber = svc.broadcaster.subscribe(session_id, client=client)
-    try:
-        cursor = svc.store.resume_cursor(session_id, cursor)
-    except BaseException:
-        svc.broadcaster.unsubscribe(subscriber)
-        raise
     sock = request.environ.get("gunicorn.socket")
     if sock is not None:
         # Bound every write: a client that stops reading is dropped instead of pinning a greenlet.
