@@ -131,27 +131,26 @@ class EventStream:
         self._seen: set[str] = set()  # ids already delivered: a server that replays too much is not echoed
 
     def __iter__(self) -> Iterator[StreamEvent]:
-        down_since: float | None = None
-        delay = 0.25
+        outage = _Outage(self._notify)
         while True:
             try:
                 response = self.client.open_stream(self.session_id, self.cursor)
             except _Retry as problem:
-                down_since = down_since or time.monotonic()
-                if time.monotonic() - down_since > RECONNECT_GIVE_UP_S:
-                    raise ClientError(f"{problem}; gave up after {RECONNECT_GIVE_UP_S:g} s") from None
-                self._notify(f"{problem}; reconnecting in {delay:g} s")
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                outage.wait(str(problem))
                 continue
             if response is None:
                 return
             self.connections += 1
-            down_since, delay = None, 0.25
-            yield from self._read(response)
+            delivered = False
+            for event in self._read(response, outage):
+                delivered = True
+                yield event
+            if delivered:  # a connection that ends at once (a server shutting down) is no recovery
+                outage.over()
+            outage.wait(outage.reason)
 
-    def _read(self, response: requests.Response) -> Iterator[StreamEvent]:
-        """The new events of one connection, until it ends or breaks."""
+    def _read(self, response: requests.Response, outage: _Outage) -> Iterator[StreamEvent]:
+        """The new events of one connection, until it ends or breaks (`outage.reason` says which)."""
         decoder = SSEDecoder()
         try:
             while data := response.raw.read1(65536, decode_content=True):
@@ -159,13 +158,13 @@ class EventStream:
                     event = self._accept(message.event, message.data)
                     if event is not None:
                         yield event
-            self._notify("the stream ended; reconnecting")
+            outage.reason = "the server ended the stream"
         except _TRANSIENT as error:
-            self._notify(f"the stream broke ({_reason(error)}); reconnecting")
+            outage.reason = f"the stream broke ({_reason(error)})"
         except Exception as error:  # urllib3's own errors when the connection is cut mid-read
             if "urllib3" not in type(error).__module__:
                 raise
-            self._notify(f"the stream broke ({type(error).__name__}); reconnecting")
+            outage.reason = f"the stream broke ({type(error).__name__})"
         finally:
             response.close()
 
@@ -182,6 +181,32 @@ class EventStream:
         if event_id is not None:
             self._seen.add(event_id)
         return event
+
+
+class _Outage:
+    """Backoff between reconnects (0.25 s doubling to 5 s), one notice per new reason, and the give-up time."""
+
+    def __init__(self, notify: Callable[[str], None]):
+        self._notify = notify
+        self.reason = ""
+        self._since: float | None = None
+        self._delay = 0.25
+        self._told = ""
+
+    def wait(self, reason: str) -> None:
+        """Sleep before the next attempt; ClientError once the server was unreachable RECONNECT_GIVE_UP_S."""
+        self._since = self._since or time.monotonic()
+        if time.monotonic() - self._since > RECONNECT_GIVE_UP_S:
+            raise ClientError(f"{reason}; gave up reconnecting after {RECONNECT_GIVE_UP_S:g} s")
+        if reason != self._told:
+            self._notify(f"{reason}; reconnecting")
+            self._told = reason
+        time.sleep(self._delay)
+        self._delay = min(self._delay * 2, 5.0)
+
+    def over(self) -> None:
+        """The stream delivered again: the next outage starts afresh."""
+        self._since, self._delay, self._told = None, 0.25, ""
 
 
 def api_error(response: requests.Response, url: str) -> ClientError:
