@@ -67,6 +67,10 @@ class TCPRelay:
 
     def close(self) -> None:
         """Stop accepting and break every connection."""
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() alone would not
+        except OSError:
+            pass
         self._listener.close()
         self.cut()
         self._thread.join(5)
