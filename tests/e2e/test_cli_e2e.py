@@ -254,3 +254,29 @@ def test_errors_are_one_line_with_exit_4(start_server):
     for command in (["tail", "no-such-session"], ["rm", "no-such-session"], ["cancel", "task-nope"]):
         result = alex(*command, "--url", server.url, ALEX_API_KEY="right-key-0123456789")
         assert result.returncode == 4 and result.stderr.endswith("(404)\n"), (command, result.stderr)
+
+
+def test_tail_sessions_show_and_rm(start_server, fake_openai, cli_processes):
+    server = start_server(**agent_settings(fake_openai))
+    fake_openai.script(*seed_script(), analysis(), text("Second answer."))
+    assert alex("run", TASK, "--url", server.url, "--session", "tailed").returncode == 0
+    as_json = cli_processes("tail", "tailed", "--from-start", "--json", "--url", server.url)
+    as_text = cli_processes("tail", "tailed", "--from-start", "--url", server.url)
+    as_json.wait_for(lambda line: '"task_complete"' in line)  # the first task, replayed
+    as_text.wait_for(lambda line: line == ANSWER)
+    status, _, accepted = server.request("POST", "/api/tasks", {"task": "say more", "session_id": "tailed"})
+    assert status == 202
+    as_json.wait_for(lambda line: '"task_complete"' in line)  # the second, live
+    as_text.wait_for(lambda line: line == "Second answer.")
+    assert as_json.lines == logged_events(server, "tailed", count=2)
+    assert sum(line.startswith("Task [task-") for line in as_text.lines) == 2
+    listed = alex("sessions", "--url", server.url)
+    assert listed.returncode == 0 and listed.stdout.startswith("tailed  idle")
+    assert "2 task(s)" in listed.stdout
+    shown = alex("show", "tailed", "--url", server.url)
+    assert shown.returncode == 0, shown.stderr
+    assert f"{accepted['task_id']}  completed" in shown.stdout and f"  result: {ANSWER}" in shown.stdout
+    assert alex("rm", "tailed", "--url", server.url).stdout == "deleted session tailed\n"
+    assert as_json.finish(timeout=30) == 0 and as_text.finish(timeout=30) == 0  # the streams end with the session
+    assert "session tailed was deleted" in as_text.stderr
+    assert alex("sessions", "--url", server.url).stdout == "no sessions\n"
