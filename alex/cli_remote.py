@@ -44,6 +44,16 @@ def _one_line_errors() -> Iterator[None]:
         sys.exit(error.exit_code)
 
 
+@contextmanager
+def _quiet_interrupt() -> Iterator[None]:
+    """Ctrl-C where nothing is left to cancel: exit 130 without a traceback (click would say "Aborted!", exit 1)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        click.echo(err=True)
+        sys.exit(EXIT_INTERRUPTED)
+
+
 def _notice(message: str) -> None:
     click.echo(click.style(f"alex: {message}", dim=True), err=True)
 
@@ -66,7 +76,7 @@ def run(task: str, session_id: str | None, url: str, api_key: str | None, as_jso
     client = AlexClient(url, api_key)
     renderer = Renderer()
     show = _printer(as_json, renderer)
-    with _one_line_errors():
+    with _one_line_errors(), _quiet_interrupt():
         stream, task_id = _submit(client, task, session_id)
         if not as_json:
             click.echo(click.style(f"session {stream.session_id}, task {task_id}", dim=True))
@@ -135,14 +145,11 @@ def tail(session_id: str, from_start: bool, url: str, api_key: str | None, as_js
     """Follow a session's events live (every task in it) until Ctrl-C or the session is deleted."""
     client = AlexClient(url, api_key)
     show = _printer(as_json, Renderer(show_task_ids=True))
-    with _one_line_errors():
+    with _one_line_errors(), _quiet_interrupt():
         client.session(session_id)  # an unknown session: 404 in one line, not a silent stream
-        try:
-            for event in client.follow(session_id, "0" if from_start else None, _notice):
-                if event.event != "connected":
-                    show(event)
-        except KeyboardInterrupt:
-            sys.exit(EXIT_INTERRUPTED)
+        for event in client.follow(session_id, "0" if from_start else None, _notice):
+            if event.event != "connected":
+                show(event)
     _notice(f"session {session_id} was deleted")
 
 

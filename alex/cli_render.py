@@ -6,6 +6,7 @@ click.echo drops the colours when stdout is not a terminal, so piped output is p
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 import click
@@ -38,6 +39,16 @@ def _arguments(tool_name: str, arguments: Any) -> str:
 def _duration(milliseconds: Any) -> str:
     milliseconds = milliseconds or 0
     return f"{milliseconds} ms" if milliseconds < 1000 else f"{milliseconds / 1000:.1f} s"
+
+
+def _record_duration(task: dict[str, Any]) -> int | None:
+    """Milliseconds from the record's start to its end (a cancelled or failed task's events carry no duration)."""
+    try:
+        started = datetime.fromisoformat(task["started_at"])
+        finished = datetime.fromisoformat(task["finished_at"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return round((finished - started).total_seconds() * 1000)
 
 
 class Renderer:
@@ -134,7 +145,8 @@ class Renderer:
         if usage.get("prompt_tokens") is not None:
             tokens += f" ({usage['prompt_tokens']} prompt + {usage.get('completion_tokens')} completion)"
         iterations = (task or {}).get("iterations", terminal.get("total_iterations"))
-        duration = f", {_duration(terminal['duration'])}" if "duration" in terminal else ""
+        took = terminal.get("duration", _record_duration(task or {}))
+        duration = f", {_duration(took)}" if took is not None else ""
         outcome = {"task_complete": ("Completed", "green"), "task_cancelled": ("Cancelled", "yellow")}
         word, colour = outcome.get(terminal.get("event_type", ""), ("Failed", "red"))
         self._line(f"{word}: {iterations} iteration(s), {tokens}{duration}", fg=colour)
