@@ -6,6 +6,8 @@ click.echo drops the colours when stdout is not a terminal, so piped output is p
 from __future__ import annotations
 
 import json
+import sys
+import threading
 from datetime import datetime
 from typing import Any
 
@@ -51,6 +53,40 @@ def _record_duration(task: dict[str, Any]) -> int | None:
     return round((finished - started).total_seconds() * 1000)
 
 
+class Spinner:
+    """An animated "thinking…" on a terminal while the model is asked; stop() erases it before anything else prints
+    (only the main thread prints between start and stop: the spinner thread alone writes, and is joined)."""
+
+    FRAMES = "|/-\\"
+
+    def __init__(self) -> None:
+        self.enabled = sys.stdout.isatty()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, label: str) -> None:
+        """Show the spinner (nothing when stdout is not a terminal)."""
+        if self.enabled and self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._spin, args=(label,), name="alex-spinner", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Erase the spinner's line."""
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+            click.echo("\r\x1b[K", nl=False)
+
+    def _spin(self, label: str) -> None:
+        frame = 0
+        while not self._stop.is_set():
+            click.echo(click.style(f"\r{self.FRAMES[frame % len(self.FRAMES)]} {label}", dim=True), nl=False)
+            frame += 1
+            self._stop.wait(0.1)
+
+
 class Renderer:
     """Prints events as they come; streamed text (thinking, tool output) is written without waiting for lines."""
 
@@ -60,9 +96,11 @@ class Renderer:
         self._streamed_text = False  # think_delta text of this iteration was printed
         self._streamed_calls: set[str] = set()  # calls whose output was printed live
         self._last_text = ""  # the assistant's text of the latest iteration, as shown
+        self.spinner = Spinner()
 
     def render(self, body: dict[str, Any]) -> None:
         """Print one event (unknown types are skipped: a newer server may send more)."""
+        self.spinner.stop()
         handler = getattr(self, f"_on_{body.get('event_type')}", None)
         if handler is not None:
             handler(body)
@@ -88,6 +126,10 @@ class Renderer:
     def _on_iteration_start(self, body: dict[str, Any]) -> None:
         self._streamed_text = False
         self._line(f"--- iteration {body.get('iteration')}/{body.get('total_iters')}", fg="cyan")
+
+    def _on_thinking(self, body: dict[str, Any]) -> None:
+        if not self._open_line:
+            self.spinner.start("thinking…")
 
     def _on_think_delta(self, body: dict[str, Any]) -> None:
         self._streamed_text = True
@@ -139,6 +181,7 @@ class Renderer:
 
     def summary(self, task: dict[str, Any] | None, terminal: dict[str, Any]) -> None:
         """The closing line: iterations, tokens (from the task record when it could be read) and duration."""
+        self.spinner.stop()
         usage = (task or {}).get("usage") or {}
         total = usage.get("total_tokens", terminal.get("total_tokens"))
         tokens = f"{total} tokens" if total is not None else "tokens unknown"

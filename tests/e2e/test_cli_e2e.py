@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import queue
+import select
 import signal
 import subprocess
 import sys
@@ -280,3 +282,38 @@ def test_tail_sessions_show_and_rm(start_server, fake_openai, cli_processes):
     assert as_json.finish(timeout=30) == 0 and as_text.finish(timeout=30) == 0  # the streams end with the session
     assert "session tailed was deleted" in as_text.stderr
     assert alex("sessions", "--url", server.url).stdout == "no sessions\n"
+
+
+def run_on_a_terminal(*args: str, timeout: float = 60) -> tuple[int, str]:
+    """Run `alex` with its stdout on a pseudo-terminal; its exit code and everything it wrote there."""
+    master, slave = pty.openpty()
+    process = subprocess.Popen([ALEX, *args], stdout=slave, stderr=subprocess.DEVNULL, env=cli_env())
+    os.close(slave)
+    output = bytearray()
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], max(0.0, deadline - time.monotonic()))
+            try:
+                data = os.read(master, 65536) if ready else b""
+            except OSError:  # EIO: the process closed the terminal
+                break
+            if ready and not data:
+                break
+            output += data
+        return process.wait(10), output.decode()
+    finally:
+        os.close(master)
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
+def test_on_a_terminal_run_has_colour_and_a_thinking_spinner(start_server, fake_openai):
+    server = start_server(**agent_settings(fake_openai))
+    fake_openai.script(*seed_script())
+    code, output = run_on_a_terminal("run", TASK, "--url", server.url)
+    assert code == 0, output
+    assert "\x1b[32mCompleted: 3 iteration(s)" in output  # green
+    assert "thinking…" in output and "\r\x1b[K" in output  # shown while the model is asked, then erased
+    assert ANSWER in output
