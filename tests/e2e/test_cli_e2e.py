@@ -185,8 +185,11 @@ def test_run_exits_3_when_the_task_is_cancelled_elsewhere(start_server, fake_ope
     server = start_server(**agent_settings(fake_openai))
     fake_openai.script(analysis(), tool_calls(("bash", {"command": "while true; do echo tick; sleep 0.1; done"})))
     cli = cli_processes("run", "loop", "--url", server.url)
-    task_id = cli.wait_for(lambda line: line.startswith("session ")).rsplit(" ", 1)[1]
+    first = cli.wait_for(lambda line: line.startswith("session "))
+    session_id, task_id = first.split()[1].rstrip(","), first.split()[-1]
     cli.wait_for(lambda line: line == "tick")
+    busy = alex("run", "another", "--session", session_id, "--url", server.url)
+    assert busy.returncode == 4 and len(busy.stderr.splitlines()) == 1 and busy.stderr.endswith("(409)\n")
     cancelled = alex("cancel", task_id, "--url", server.url)
     assert (cancelled.returncode, cancelled.stdout) == (0, f"cancel requested for {task_id}\n")
     assert cli.finish(timeout=30) == 3
