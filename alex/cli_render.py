@@ -175,6 +175,9 @@ class Renderer:
             self._line(answer)
         if body.get("stop_reason") not in (None, "completed"):
             self._line(f"Stopped: {body['stop_reason']}", fg="yellow")
+        if self.show_task_ids:  # `run` prints its summary from the task record instead
+            self._line(f"Completed: {body.get('total_iterations')} iteration(s), {body.get('total_tokens')} tokens, "
+                       f"{_duration(body.get('duration'))}", fg="green")
 
     def _on_task_cancelled(self, body: dict[str, Any]) -> None:
         self._line(f"Cancelled: {body.get('reason')}", fg="yellow", bold=True)

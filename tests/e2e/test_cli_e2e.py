@@ -275,6 +275,8 @@ def test_tail_sessions_show_and_rm(start_server, fake_openai, cli_processes):
     as_text.wait_for(lambda line: line == "Second answer.")
     assert as_json.lines == logged_events(server, "tailed", count=2)
     assert sum(line.startswith("Task [task-") for line in as_text.lines) == 2
+    as_text.wait_for(lambda line: line.startswith("Completed: 1 iteration(s)"))  # the second task's end
+    assert sum(line.startswith("Completed: ") for line in as_text.lines) == 2
     listed = alex("sessions", "--url", server.url)
     assert listed.returncode == 0 and listed.stdout.startswith("tailed  idle")
     assert "2 task(s)" in listed.stdout
