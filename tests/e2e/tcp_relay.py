@@ -17,7 +17,7 @@ class TCPRelay:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
         self._open: set[socket.socket] = set()
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._thread = threading.Thread(target=self._accept, name="tcp-relay", daemon=True)
         self._thread.start()
 
@@ -53,11 +53,17 @@ class TCPRelay:
         for sock in sockets:
             with self._lock:
                 self._open.discard(sock)
+                self._lock.notify_all()
             try:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
             sock.close()
+
+    def wait_until_idle(self, timeout: float = 10.0) -> bool:
+        """Block until no connection is open (the server ended them, say); False after `timeout` seconds."""
+        with self._lock:
+            return self._lock.wait_for(lambda: not self._open, timeout)
 
     def cut(self) -> None:
         """Break every open connection, both ways (a network drop the server and the client both see)."""
