@@ -28,7 +28,7 @@ _OVERFLOW_TEXT = re.compile(
 )
 _WINDOW_IN_TEXT = re.compile(r"(?:context (?:length|size|window)|n_ctx)\D{0,20}?(\d{3,8})\b", re.IGNORECASE)
 WINDOW_SHARE = 0.6  # of the window, for the conversation: the rest is the reply's, and slack for estimates
-_PROPS_TIMEOUT_S = (3.0, 5.0)
+_PROPS_TIMEOUT_S = (2.0, 3.0)  # asked before the first call: a server that does not answer costs little
 
 
 def overflow(status: int, error: Any, message: str) -> tuple[bool, int | None]:
