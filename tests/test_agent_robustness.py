@@ -113,11 +113,11 @@ def test_list_files_given_a_file_lists_that_file(agent_app, fake_openai):
 
 
 def test_a_wrong_argument_is_answered_with_its_name_its_type_and_an_example(agent_app, fake_openai):
-    fake_openai.script(analysis(), tool_calls(("file_read", {"file": "a.py"}), ("bash", {"command": ["ls"]})),
+    fake_openai.script(analysis(), tool_calls(("file_read", {"name": "a.py"}), ("bash", {"command": ["ls"]})),
                        text("ok"))
     run = run_task(agent_app, agent_app.test_client(), "wrong names", "wrong-names")
     (unknown, _), (wrong_type, _) = _results(run)
-    assert unknown.startswith("file_read: unknown argument(s): file (allowed: path, offset, limit)")
+    assert unknown.startswith("file_read: unknown argument(s): name (allowed: path, offset, limit)")
     assert "missing required argument(s): path" in unknown
     assert "file_read(path: string, offset?: integer, limit?: integer)" in unknown
     assert 'Example arguments: {"path": "main.py"}' in unknown
@@ -269,3 +269,19 @@ def test_an_empty_answer_is_stored_as_empty_text_not_null(agent_app, fake_openai
     run_task(agent_app, client, "now say ok", "empty")
     sent = [m for m in fake_openai.requests[-1].body["messages"] if m["role"] == "assistant"]
     assert sent == [{"role": "assistant", "content": ""}], "strict servers want content on an assistant message"
+
+
+def test_common_other_names_of_tools_and_arguments_are_understood(agent_app, fake_openai):
+    fake_openai.script(
+        analysis(),
+        tool_calls(("write_file", {"file_path": "a.txt", "contents": "hello\n"}),
+                   ("read_file", {"filename": "a.txt"}),
+                   ("shell", {"cmd": "cat a.txt"}),
+                   ("file_reader", {"path": "a.txt"})),
+        text("ok"),
+    )
+    run = run_task(agent_app, agent_app.test_client(), "other names", "aliases")
+    (write_error, _), (read_error, read), (bash_error, printed), (unknown, _) = _results(run)
+    assert (write_error, read_error, bash_error) == (None, None, None)
+    assert "hello" in read and printed == "hello\n"
+    assert "no tool named 'file_reader'" in unknown and "did you mean file_read?" in unknown
