@@ -364,7 +364,31 @@ def test_grep(ctx, workspace):
     assert call(ctx, "grep", pattern="os", path="src/a.py")["output"] == \
         "src/a.py:1:import os\nsrc/a.py:3:    return os.getcwd()"
     assert call(ctx, "grep", pattern="absent") == {"output": "No matches.", "returncode": 1, "error": None}
-    assert "not a valid Python regular expression" in call(ctx, "grep", pattern="(")["error"]
+    assert "not valid RE2 syntax (missing )" in call(ctx, "grep", pattern="(")["error"]
+
+
+@pytest.mark.parametrize(("pattern", "reason"), [(r"(a)\1", "invalid escape sequence: \\1"),
+                                                 ("(?=a)", "invalid perl operator: (?="),
+                                                 ("(?<!a)b", "invalid perl operator: (?<")])
+def test_grep_names_what_re2_does_not_support(ctx, workspace, pattern, reason):
+    error = call(ctx, "grep", pattern=pattern)["error"]
+    assert reason in error and "no backreferences" in error and "no lookaround" in error
+
+
+def test_grep_matches_utf8_text_and_anchors_per_line(ctx, workspace):
+    (workspace / "u.txt").write_bytes("café au lait\r\nnaïve\n".encode() + b"\xff\xfe raw\n")
+    assert call(ctx, "grep", pattern=r"^caf.\s")["output"] == "u.txt:1:café au lait"
+    assert call(ctx, "grep", pattern=r"ï.e$")["output"] == "u.txt:2:naïve"
+    assert call(ctx, "grep", pattern="raw")["output"] == "u.txt:3:\ufffd\ufffd raw"
+
+
+def test_a_catastrophic_pattern_is_linear_on_re2(ctx, workspace):
+    # (a+)+$ against "aaaa…b" takes exponential time on a backtracking engine (Python's re: hours for 40 a's)
+    (workspace / "evil.txt").write_text("a" * 40 + "b\n" + ("a" * 5000 + "!\n") * 200 + "aaa\n")
+    started = time.monotonic()
+    outcome = call(ctx, "grep", pattern="(a+)+$")
+    assert time.monotonic() - started < 2
+    assert outcome["output"] == "evil.txt:202:aaa"
 
 
 def test_grep_caps_the_number_of_matches(ctx, workspace):
@@ -466,6 +490,16 @@ def test_build_tools_keeps_the_canonical_order_and_rejects_unknown_names():
     assert list(build_tools(["todo_read", "bash", "grep"])) == ["bash", "grep", "todo_read"]
     with pytest.raises(ValueError, match="unknown tool"):
         build_tools(["bash", "rm_rf"])
+
+
+def test_a_search_past_its_time_limit_stops_with_an_error(ctx, workspace, monkeypatch):
+    monkeypatch.setattr("alex.agent.tools.search.CALL_LIMIT_S", 0.3)
+    for number in range(2):  # seconds of searching, far past the limit
+        (workspace / f"big{number}.txt").write_bytes(b"a\n" * (4 * 1024 * 1024))
+    started = time.monotonic()
+    outcome = call(ctx, "grep", pattern="zzz")
+    assert outcome["error"] == "the search stopped after 0.3 s; narrow the path or glob"
+    assert time.monotonic() - started < 0.3 + 1.5
 
 
 def test_every_tool_has_an_example_its_own_schema_accepts():

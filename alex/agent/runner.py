@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from alex.agent.cancel import CancelToken
 from alex.agent.lifecycle import TaskLifecycle
-from alex.observability.context import carry
+from alex.observability.context import carry, log_ids
 from alex.store.base import StoreUnavailable
 from alex.store.records import TaskBase
 
@@ -128,7 +128,8 @@ class TaskRunner:
         with self._lock:
             self._held[task["id"]] = _Held(task)
         # The task's log lines carry its ids and the id of the request that submitted it.
-        self._executor.submit(carry(self._run, task_id=task["id"], session_id=task["session_id"]), task["id"])
+        ids = log_ids(task)
+        self._executor.submit(carry(self._run, **ids), task["id"])
 
     def cancel(self, task_id: str, reason: str) -> bool:
         """Cancel a task held here: a queued one ends now, a running one is signalled (LLM and bash stop).

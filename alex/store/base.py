@@ -48,6 +48,16 @@ def event_id_key(event_id: str) -> tuple[int, ...]:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamStart:
+    """What opening a stream of an existing session needs: its owner, whether it is being deleted, and the
+    cursor the stream resumes after (`Store.resume_cursor`'s answer)."""
+
+    owner: str
+    closing: bool
+    cursor: str
+
+
+@dataclass(frozen=True, slots=True)
 class NewEvent:
     """An event not yet logged: the log gives it its id."""
 
@@ -133,6 +143,10 @@ class Store(Protocol):
         session (also one newer than its newest logged event: a client that saw events a crash lost), "0"
         for a cursor of an earlier incarnation (deleted and created again) or never issued by this store,
         and after the newest event when `cursor` is None."""
+
+    def stream_start(self, session_id: str, cursor: str | None) -> StreamStart | None:
+        """Everything a stream's open reads, in one round trip to the store (thousands of clients reconnect at
+        once after a restart): None when the session does not exist."""
 
     def shared_secret(self, name: str) -> str:
         """A random secret made the first time `name` is asked for and kept by the store: the same for every

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from alex.store.base import NewEvent, StoredEvent, StoreUnavailable
+from alex.store.base import NewEvent, StoredEvent, StoreUnavailable, StreamStart
 from alex.store.records import Message, SessionRecord, SessionSummary, TaskBase, TaskRecord, Todo
 from alex.store.sqlite_events import SQLiteEventLog, write_probe
 from alex.store.sqlite_file import SQLiteFile
@@ -129,9 +129,24 @@ class SQLiteStore:
         first = self._db.connection.execute(
             "SELECT COALESCE(first_event_id, 0) FROM sessions WHERE id = ?", (session_id,)
         ).fetchone()
+        return self._resumed(session_id, cursor, None if first is None else first[0])
+
+    @on_store_thread
+    def stream_start(self, session_id: str, cursor: str | None) -> StreamStart | None:
+        row = self._db.connection.execute(
+            "SELECT owner, closing, COALESCE(first_event_id, 0) FROM sessions WHERE id = ?", (session_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        return StreamStart(row[0], bool(row[1]), self._resumed(session_id, cursor, row[2]))
+
+    def _resumed(self, session_id: str, cursor: str | None, first: int | None) -> str:
+        """resume_cursor's rule, given the session's first event id (None: no such session); on the store thread."""
+        if cursor is None:
+            return str(self._events.latest_id(session_id))
         position = int(cursor)
-        if first is None or position < first[0] or (position > self._events.issued_up_to
-                                                     and position > self._events.ids.reserved_in_file()):
+        if first is None or position < first or (position > self._events.issued_up_to
+                                                 and position > self._events.ids.reserved_in_file()):
             return "0"  # an earlier incarnation's cursor, or one no process on the file issued: the whole session
         return cursor
 

@@ -40,6 +40,7 @@ from tests.fakes.openai_steps import (  # noqa: F401  (re-exported: tests import
 from tests.fakes.server_rules import refusal
 
 COMPLETIONS_PATH = "/v1/chat/completions"
+MODELS_PATH = "/v1/models"  # `alex check` asks it; answered outside the script, not recorded
 TEST_KEY = "sk-test-0123456789abcdefSECRET"  # the API key tests give the client (the fake accepts any)
 
 
@@ -163,6 +164,7 @@ class FakeOpenAI:
         self.failures: list[str] = []
         self.connections: set[socket.socket] = set()
         self.closing = threading.Event()  # set by close(): held and paced replies end
+        self.accepted_key: str | None = None  # set: GET /v1/models refuses any other key (401)
         self._steps: deque[Step] = deque()
         self._lock = threading.Condition()
         self._call_ids = 0
@@ -223,7 +225,11 @@ class FakeOpenAI:
         self._thread.join(5)
 
     def handle(self, handler: BaseHTTPRequestHandler) -> None:
-        """Record the request and answer it with the next step (after the checks a real server makes first)."""
+        """Record the request and answer it with the next step (after the checks a real server makes first);
+        GET /v1/models and GET /props are answered outside the script."""
+        if handler.command == "GET" and handler.path == MODELS_PATH:
+            self._list_models(handler)
+            return
         if handler.command == "GET" and handler.path == "/props":
             self._serve_props(handler)
             return
@@ -240,6 +246,18 @@ class FakeOpenAI:
                 step.respond(exchange)
         except OSError:  # BrokenPipe, ConnectionReset
             handler.close_connection = True  # the client went away (cancelled): not the fake's failure
+
+    def _list_models(self, handler: BaseHTTPRequestHandler) -> None:
+        """OpenAI's model list; 401 `invalid_api_key` when `accepted_key` is set and another key came."""
+        headers = {k.lower(): v for k, v in handler.headers.items()}
+        exchange = Exchange(self, handler, Recorded(handler.command, handler.path, headers, None), 0)
+        if self.accepted_key is not None and headers.get("authorization") != f"Bearer {self.accepted_key}":
+            refusal = {"message": "Incorrect API key provided.", "type": "invalid_request_error", "param": None,
+                       "code": "invalid_api_key"}
+            exchange.send_json(401, {"error": refusal})
+            return
+        exchange.send_json(200, {"object": "list", "data": [
+            {"id": "gpt-4o", "object": "model", "created": 1715367049, "owned_by": "system"}]})
 
     def _server_refused(self, exchange: Exchange) -> bool:
         """Answer as llama-server or OpenAI does a conversation it cannot take (alex's fault: the test fails)."""

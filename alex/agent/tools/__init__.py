@@ -10,10 +10,11 @@ from pathlib import Path
 from alex.agent.call_arguments import parse_object
 from alex.agent.cancel import TaskCancelled
 from alex.agent.tools.base import Tool, ToolContext, ToolError, ToolResult, failure
-from alex.agent.tools.bash import BASH
+from alex.agent.tools.bash import bash_tool
 from alex.agent.tools.coercion import coerce_object
 from alex.agent.tools.files import FILE_EDIT, FILE_READ, FILE_WRITE
 from alex.agent.tools.paths import display_path
+from alex.agent.tools.sandbox import NO_SANDBOX, Sandbox
 from alex.agent.tools.search import GREP, LIST_FILES
 from alex.agent.tools.todos import TODO_READ, TODO_WRITE
 from alex.agent.tools.usage import how_to_call, tool_named, unknown_tool_message, with_argument_names
@@ -24,15 +25,17 @@ __all__ = ["Tool", "ToolContext", "ToolError", "ToolResult", "build_tools", "ope
 
 log = logging.getLogger(__name__)
 
-_ALL = {tool.name: tool for tool in (BASH, FILE_READ, FILE_WRITE, FILE_EDIT, LIST_FILES, GREP, TODO_READ, TODO_WRITE)}
+_OTHERS = {tool.name: tool for tool in (FILE_READ, FILE_WRITE, FILE_EDIT, LIST_FILES, GREP, TODO_READ, TODO_WRITE)}
 
 
-def build_tools(enabled: Sequence[str]) -> dict[str, Tool]:
-    """The enabled tools by name, in the order of ALL_TOOLS; ValueError for a name that is no tool."""
-    unknown = [name for name in enabled if name not in _ALL]
+def build_tools(enabled: Sequence[str], sandbox: Sandbox = NO_SANDBOX) -> dict[str, Tool]:
+    """The enabled tools by name, in the order of ALL_TOOLS, bash running in `sandbox`; ValueError for a name
+    that is no tool."""
+    every = {"bash": bash_tool(sandbox), **_OTHERS}
+    unknown = [name for name in enabled if name not in every]
     if unknown:
         raise ValueError(f"unknown tool(s): {', '.join(unknown)}; known: {', '.join(ALL_TOOLS)}")
-    return {name: _ALL[name] for name in ALL_TOOLS if name in enabled}
+    return {name: every[name] for name in ALL_TOOLS if name in enabled}
 
 
 def openai_tool_specs(tools: dict[str, Tool]) -> list[dict]:
