@@ -131,14 +131,18 @@ def test_tool_calls_of_a_reply_cut_at_the_token_limit_are_not_run(agent_app, fak
         tool_calls(("bash", {"command": "touch whole.txt"}), ("file_write", '{"path": "cut.py", "content": "pri'),
                    finish_reason="length"),
         tool_calls(("list_files", {})),
-        text("Nothing was written."),
+        tool_calls(("bash", {"command": "touch whole.txt"})),  # sent again, as the model was asked to
+        tool_calls(("list_files", {"path": "."})),
+        text("Written now."),
     )
     run = run_task(agent_app, agent_app.test_client(), "write files", "cut-calls")
     refused = run.of("tool_call_complete")[:2]
     assert [event["tool_name"] for event in refused] == ["bash", "file_write"]
     assert all("cut off" in event["error"] and "not run" in event["error"] for event in refused)
-    assert not run.of("tool_call_stream"), "bash did not run"
-    assert run.of("tool_call_complete")[2]["result"] == "(empty directory)"
+    assert run.of("tool_call_complete")[2]["result"] == "(empty directory)", "the cut call did not run"
+    resent = run.of("tool_call_complete")[3]
+    assert resent["error"] is None and "already" not in resent["result"]
+    assert run.of("tool_call_complete")[4]["result"] == "whole.txt"
     assert run.terminal["stop_reason"] == "completed"
     EVENT_SCHEMAS["task_complete"]().load(run.terminal)
 
