@@ -29,7 +29,7 @@ from benchmarks.targets import AlexTarget, NaiveTarget, RedisAlexTarget
 
 RESULTS = ROOT / "benchmarks" / "results"
 QUICK = {"streams": "100,1000", "events": 10, "throughput_events": 1000, "task_deltas": 20, "task_path_events": 50,
-         "redis_events": 200, "storm_clients": 1000, "storm_sessions": 20}
+         "redis_streams": 500, "redis_events": 300, "storm_clients": 1000, "storm_sessions": 20}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
