@@ -160,11 +160,11 @@ async def run_phases(args: argparse.Namespace, scratch: Path, logs: Path, result
         if args.tasks:
             results["tasks"] = await bench.tasks()
             _progress("concurrent tasks")
+        if not args.no_redis:
+            await redis_mode(bench, logs, results)
         if args.storm_clients:
             results["storm"] = await storm.run(bench, args.storm_clients, args.storm_sessions, args.storm_deltas)
             _progress(f"reconnect storm of {args.storm_clients} clients")
-        if not args.no_redis:
-            await redis_mode(bench, logs, results)
     finally:
         llm.stop()
 
