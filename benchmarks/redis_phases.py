@@ -43,7 +43,7 @@ async def with_fallbacks(target: Any, phase: Awaitable[dict[str, Any]]) -> dict[
     result = await phase
     text = await asyncio.to_thread(_metrics_text, target.server.port)
     result["overflows"] = _metric(text, "alex_stream_overflows_total")
-    result["catch_up_log_reads"] = _metric(text, 'alex_stream_log_reads_total{kind="catch_up"}')
+    result["catch_up_log_reads"] = _metric(text, 'alex_stream_log_reads_total{reason="catch_up"}')
     return result
 
 
