@@ -68,7 +68,7 @@ def build_services(config: Config, work: Work | None = None) -> Services:
         lifecycle, work, max_concurrent=config.max_concurrent_tasks, max_queued=config.max_queued_tasks,
         lease_s=config.task_lease_s,
     )
-    bus.start(broadcaster.deliver, runner.cancel, broadcaster.watched_cursors)
+    bus.start(broadcaster.deliver, runner.cancel, broadcaster.tail_starts)
     return Services(config, store, bus, broadcaster, publisher, lifecycle, runner, refusal)
 
 

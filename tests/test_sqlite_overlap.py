@@ -12,8 +12,11 @@ import time
 
 from alex.agent.runner import worker_gone, worker_identity
 from alex.clock import now_iso
+from alex.store.base import StoredEvent
 from alex.store.sqlite_bus import SQLiteBus
 from alex.store.sqlite_ids import ID_BLOCK
+from alex.streaming.broadcaster import READ_LOG, Broadcaster
+from alex.streaming.direct import DirectSocket
 from tests.store_fixtures import wait_for
 
 
@@ -129,3 +132,41 @@ def test_a_worker_of_this_host_whose_process_is_gone_is_known_gone():
     dead = subprocess.Popen(["true"])
     dead.wait()
     assert worker_gone(f"{host}:{dead.pid}:abc", one_host=False)
+
+
+def test_a_parked_stream_is_not_sent_again_what_a_tail_delivers_late(tmp_path):
+    """The pump writes a parked stream's new window frames: frames at or below its cursor (a tail delivering
+    another process's events after the stream read them from the log) are skipped, the rest sent in order."""
+    broadcaster = Broadcaster(10, heartbeat_s=60)
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    try:
+        stream = broadcaster.subscribe("s")
+        stream.direct = DirectSocket(ours)
+        stream.advance("5")
+        assert broadcaster.take(stream) == READ_LOG  # its replay (from the log) brought it to id 5
+        assert broadcaster.take(stream) is None and broadcaster.park(stream)
+        for event_id in ("3", "4", "5", "6"):
+            broadcaster.deliver(StoredEvent(event_id, "s", "tick", "{}"))
+        theirs.settimeout(5)
+        received = b""
+        while b"id: 6" not in received:
+            received += theirs.recv(65536)
+    finally:
+        ours.close()
+        theirs.close()
+    assert b"id: 3" not in received and b"id: 4" not in received and b"id: 5" not in received
+    assert stream.cursor == "6"
+
+
+def test_a_tail_starts_after_the_lowest_cursor_or_the_windows_newest_frame_whichever_is_later():
+    broadcaster = Broadcaster(10)
+    replaying, caught_up = broadcaster.subscribe("s"), broadcaster.subscribe("s")
+    replaying.advance("2")
+    caught_up.advance("7")
+    assert broadcaster.tail_starts() == {"s": "2"}  # the replaying stream may still need 3 and later
+    broadcaster.deliver(StoredEvent("9", "s", "tick", "{}"))
+    assert broadcaster.tail_starts() == {"s": "9"}  # older frames after 9 would come out of order
+    broadcaster.unsubscribe(replaying)
+    broadcaster.unsubscribe(caught_up)
+    assert broadcaster.tail_starts() == {}

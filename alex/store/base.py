@@ -164,7 +164,7 @@ class Store(Protocol):
 
 Deliver = Callable[[StoredEvent], object]  # what it returns is ignored
 CancelHeld = Callable[[str, str], object]  # (task id, reason): stop the task if this process holds it
-Watched = Callable[[], Mapping[str, str]]  # session id -> the lowest cursor of this process's streams of it
+Watched = Callable[[], Mapping[str, str]]  # session id -> where a tail for this process's streams of it starts
 
 
 class Bus(Protocol):

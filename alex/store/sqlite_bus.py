@@ -39,11 +39,14 @@ class SQLiteBus(LocalBus):
         self._delivered: dict[str, str] = {}  # session id -> the newest id the tail has passed
         self._cancels_seen: int | None = None  # the newest cancel request read
         self._origin = secrets.token_hex(8)  # marks this process's own cancel requests
+        self._start_version: int | None = None
+        self.passes = 0  # passes over other processes' writes (tests wait on it)
 
     def start(self, deliver: Deliver, cancel: CancelHeld | None = None, watched: Watched | None = None) -> None:
         """As LocalBus, and start the tail (a greenlet under gevent, a daemon thread otherwise): other processes'
         events to the sessions `watched` returns, their cancel requests (from now on) to `cancel`."""
         super().start(deliver, cancel)
+        self._start_version = self._store.data_version()
         self._cancels_seen, _ = self._store.cancel_requests_after(None, self._origin)
         self._tail = threading.Thread(target=self._follow, args=(deliver, cancel, watched), name="alex-sqlite-tail",
                                       daemon=True)
@@ -62,7 +65,7 @@ class SQLiteBus(LocalBus):
             self._tail.join(self._poll_s + 5)
 
     def _follow(self, deliver: Deliver, cancel: CancelHeld | None, watched: Watched | None) -> None:
-        version = None
+        version = self._start_version  # what an earlier process wrote before this one started is in the log
         while not self._stopping.wait(self._poll_s):
             try:
                 now = self._store.data_version()
@@ -73,6 +76,7 @@ class SQLiteBus(LocalBus):
                 if watched is not None:
                     self._deliver_new(deliver, dict(watched()))
                 version = now
+                self.passes += 1
             except StoreUnavailable as error:
                 log.warning("sqlite tail: the store does not answer (%s); retrying", error)
             except Exception:
@@ -84,10 +88,10 @@ class SQLiteBus(LocalBus):
             cancel(task_id, reason)  # a no-op unless this process holds the task
 
     def _deliver_new(self, deliver: Deliver, watched: dict[str, str]) -> None:
-        """Deliver every event after the watching streams' cursors that another process wrote."""
+        """Deliver every event another process wrote after each watched session's start, in id order."""
         self._delivered = {session: self._delivered[session] for session in watched if session in self._delivered}
-        for session_id, lowest_cursor in watched.items():
-            cursor = max(lowest_cursor, self._delivered.get(session_id, "0"), key=event_id_key)
+        for session_id, start in watched.items():
+            cursor = max(start, self._delivered.get(session_id, "0"), key=event_id_key)
             while True:
                 events = self._store.events_after(session_id, cursor, BATCH)
                 for event in events:

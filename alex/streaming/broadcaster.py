@@ -218,14 +218,21 @@ class Broadcaster:
             subscriber.closed = True
             self.unpark(subscriber)
 
-    def watched_cursors(self) -> dict[str, str]:
-        """Each session with open streams here -> the lowest cursor among them (where a bus that tails the
-        log must start so that none of them misses an event)."""
+    def tail_starts(self) -> dict[str, str]:
+        """Each session with open streams here -> the id after which an event written elsewhere may still be
+        new to them (where a bus that tails the log starts): the lowest cursor of its streams, or the newest
+        frame of its window if later (an older frame appended after it would reach parked streams, which the
+        pump writes without looking at ids, a second time and out of order)."""
         with self.lock:
-            return {
-                session_id: min(channel.readers | channel.pumped, key=lambda s: s.cursor_key).cursor
-                for session_id, channel in self.channels.items() if channel
-            }
+            starts = {}
+            for session_id, channel in self.channels.items():
+                if not channel:
+                    continue
+                lowest = min(channel.readers | channel.pumped, key=lambda s: s.cursor_key)
+                frames = channel.window.frames
+                newest = frames[-1] if frames else None
+                starts[session_id] = newest[1] if newest and newest[0] > lowest.cursor_key else lowest.cursor
+            return starts
 
     def count(self, session_id: str | None = None, client: str | None = None) -> int:
         """Open streams in this process, of one session or one client if given."""

@@ -30,7 +30,7 @@ SLICE_S = 0.004  # longest run of writes between two yields to the hub
 BURST_S = 0.010
 COALESCE_S = 0.002
 PING_CHUNK = chunk(PING)
-Batch = tuple[bytes, str, tuple[int, ...]]  # (chunked bytes of the frames, last event id, its key)
+Batch = tuple[bytes, str, tuple[int, ...], tuple[int, ...]]  # (chunked frames, last id, its key, first key)
 
 
 class Pump:
@@ -87,6 +87,12 @@ class Pump:
             batch = batches.get(subscriber.pos)
             if batch is None:
                 batch = batches[subscriber.pos] = _batch(frames[subscriber.pos - base:])
+            if batch[3] <= subscriber.cursor_key:  # it has some of them (frames a bus delivered late: a tail)
+                fresh = [frame for frame in frames[subscriber.pos - base:] if frame[0] > subscriber.cursor_key]
+                if not fresh:
+                    subscriber.pos = head
+                    return False
+                batch = _batch(fresh)
             if not self._send(subscriber, batch[0], now):
                 return False
             subscriber.pos = head
@@ -139,5 +145,5 @@ class Pump:
 
 
 def _batch(frames: list[Frame]) -> Batch:
-    """The frames as one chunk, with the id of the last one."""
-    return chunk(b"".join(frame[2] for frame in frames)), frames[-1][1], frames[-1][0]
+    """The frames as one chunk, with the id and key of the last one and the key of the first."""
+    return chunk(b"".join(frame[2] for frame in frames)), frames[-1][1], frames[-1][0], frames[0][0]
