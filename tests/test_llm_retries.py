@@ -11,7 +11,7 @@ import pytest
 
 from alex.agent.cancel import CancelToken
 from alex.agent.llm import LLMClient, LLMError, RetryNotice
-from tests.fakes.openai_server import TEST_KEY, FakeOpenAI, cut_stream, drop_connection, error, redirect, text
+from tests.fakes.openai_server import TEST_KEY, FakeOpenAI, cut_stream, drop_connection, error, raw, redirect, text
 
 MESSAGES = [{"role": "user", "content": "Say hello."}]
 RATE_LIMITED = "Rate limit reached for requests. Please try again later. (HTTP 429)"
@@ -184,3 +184,10 @@ def test_the_key_is_not_in_a_transport_error_or_its_causes(llm_probe):
         chain.append(f"{error!s} {error!r}")
         error = error.__cause__ or error.__context__
     assert len(chain) > 1 and all(TEST_KEY not in link for link in chain)
+
+
+def test_a_stream_without_line_breaks_fails_once_at_the_line_cap_and_is_not_retried(fake_openai, make_llm, llm_probe):
+    fake_openai.script(raw(b"data: " + b"x" * (9 * 1024 * 1024), piece_size=64 * 1024))
+    with pytest.raises(LLMError, match="streamed a line longer than 8 MiB") as raised:
+        _stream(make_llm(), llm_probe)
+    assert raised.value.retryable is False and llm_probe.notices == [] and len(fake_openai.requests) == 1

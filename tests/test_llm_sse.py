@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import random
+import time
 
 import pytest
 
-from alex.agent.llm_stream import SSEDecoder, SSEEvent
+from alex.agent.llm_stream import MAX_LINE_CHARS, SSEDecoder, SSEEvent
+from alex.agent.llm_types import LLMError
 from tests.fakes.openai_schema import FIXTURES_DIR
 from tests.sse_parser import SSEParser
 
@@ -72,3 +74,31 @@ def test_agrees_with_the_reference_parser_on_the_recorded_streams(seed):
         assert [(event.event, event.data) for event in _decode(data, cuts)] == [
             (message.event, message.data) for message in reference.messages]
         assert _decode(data, cuts)[-1] == SSEEvent("[DONE]")
+
+
+def test_a_long_line_fed_in_small_chunks_takes_linear_time_and_the_cap_ends_it():
+    decoder, piece = SSEDecoder(), b"x" * 4096
+    started = time.monotonic()
+    assert decoder.feed(b"data: ") == []
+    for _ in range((MAX_LINE_CHARS - 6) // len(piece)):  # re-splitting the whole buffer each time: minutes
+        assert decoder.feed(piece) == []
+    assert time.monotonic() - started < 3
+    with pytest.raises(LLMError, match="streamed a line longer than 8 MiB") as raised:
+        decoder.feed(piece)
+    assert raised.value.retryable is False
+
+
+def test_a_line_just_under_the_cap_still_decodes():
+    decoder = SSEDecoder()
+    payload = "y" * (MAX_LINE_CHARS - len("data: "))
+    assert decoder.feed(b"data: " + payload.encode()) == []
+    assert decoder.feed(b"\n\n") == [SSEEvent(payload)]
+
+
+def test_an_event_of_many_short_data_lines_is_capped_too():
+    decoder, line = SSEDecoder(), b"data: " + b"z" * 1000 + b"\n"
+    for _ in range(MAX_LINE_CHARS // 1001):
+        assert decoder.feed(line) == []
+    with pytest.raises(LLMError, match="streamed an event longer than 8 MiB"):
+        decoder.feed(line * 2)
+    assert SSEDecoder().feed(line + b"\n") == [SSEEvent("z" * 1000)]

@@ -30,10 +30,11 @@ def by_logger(lines: list[dict], logger: str) -> list[dict]:
 
 
 @pytest.fixture
-def production_app(make_app, fake_openai):
-    """A production app (keys required) at DEBUG whose agent talks to the fake OpenAI."""
+def production_app(make_app, fake_openai, open_tmp):
+    """A production app (keys required) at DEBUG whose agent talks to the fake OpenAI (bash in bwrap: production
+    refuses to start without a sandbox, so the data directory is one bwrap can reach)."""
     return make_app(**agent_settings(fake_openai, ALEX_ENV="production", ALEX_API_KEYS=API_KEY, ALEX_LOG_LEVEL="DEBUG",
-                                     ALEX_SSE_HEARTBEAT_S="0.05"))
+                                     ALEX_SSE_HEARTBEAT_S="0.05", ALEX_DATA_DIR=str(open_tmp / "data")))
 
 
 def run_logged_task(app, fake_openai, open_stream) -> tuple[str, str]:

@@ -48,6 +48,25 @@ def worker_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
+def worker_gone(worker: str, *, one_host: bool) -> bool:
+    """True when `worker` (a worker_identity) is known to be gone: a process of this host that no longer
+    exists, or with `one_host` (every process on this host, as on the embedded store) another host's (this
+    machine before a rename, a container before it was recreated). False when it may be alive."""
+    host, _, rest = worker.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname():
+        return one_host
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists but is not ours to signal
+        return False
+    return False
+
+
 class TaskRunner:
     """A ThreadPoolExecutor with a bounded queue (a slot counter) and one cancel token per task.
 

@@ -6,6 +6,7 @@ from flask import Blueprint
 
 from alex.api.inputs import path_id, query_args
 from alex.api.owner import current_owner, find_session, take_session
+from alex.api.replies import no_content
 from alex.api.stopping import stop_task
 from alex.ids import client_session_id
 from alex.schemas import SessionListQuerySchema, session_schema, session_summaries_schema
@@ -54,4 +55,4 @@ def delete_session(session_id: str):
     svc.broadcaster.close_session(session["id"])
     svc.store.delete_session(session["id"])
     remove_workspace(svc.config.workspace_root, session["id"])
-    return "", 204
+    return no_content()

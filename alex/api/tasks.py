@@ -8,7 +8,7 @@ from alex.agent.runner import RunnerRefused
 from alex.api.inputs import json_body, path_id, query_args
 from alex.api.owner import current_owner, owned_task, session_key, take_session
 from alex.api.stopping import stop_task
-from alex.errors import Overloaded, SessionBusy, SessionClosed, TaskFinished
+from alex.errors import LLMNotConfigured, Overloaded, SessionBusy, SessionClosed, TaskFinished
 from alex.ids import new_session_id
 from alex.schemas import TaskCreateSchema, TaskListQuerySchema, task_schema, tasks_schema
 from alex.security.limits import rate_limited
@@ -25,6 +25,8 @@ def create_task():
     """Queue a task in the named session (a new one when absent); 202 with its ids."""
     svc = services()
     body = json_body(TaskCreateSchema(svc.config.max_task_chars))
+    if svc.llm_refusal is not None:  # the task could only fail: say why now
+        raise LLMNotConfigured(svc.llm_refusal)
     session_id = body.get("session_id") or new_session_id()
     session = take_session(session_id)
     try:

@@ -66,6 +66,7 @@ class SessionStream:
         # waits, and every nested generator would add a C-level frame to that stack (about 1.5 KB each).
         subscriber, direct = self._subscriber, self._subscriber.direct
         try:
+            subscriber.last_write = time.monotonic()  # the first heartbeat comes after an interval of silence
             yield self._connected_frame()
             while (data := self._next_chunk()) is not None:
                 subscriber.last_write = time.monotonic()
@@ -132,8 +133,8 @@ class SessionStream:
         subscriber = self._subscriber
         data = json.dumps({"session_id": client_session_id(subscriber.session_id),
                            "last_event_id": subscriber.cursor}, separators=(",", ":"))
-        return encode_frame(retry_ms=self._retry_ms) + encode_frame(data, event="connected",
-                                                                    event_id=subscriber.cursor)
+        # retry: inside the message (a block of its own reads as an empty event to some clients, e.g. httpx-sse)
+        return encode_frame(data, event="connected", event_id=subscriber.cursor, retry_ms=self._retry_ms)
 
     def _log_page(self) -> bytes:
         """One page of the log after the cursor; a short page ends the log read."""
