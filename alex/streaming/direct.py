@@ -5,8 +5,8 @@ gunicorn (the headers with it), the same framing written to the socket directly 
 That lets the pump (alex/streaming/pump.py) write a frame to thousands of idle streams without waking a
 greenlet for each.
 
-From its first park on, a stream's socket is also watched for the client's departure (a gevent io watcher:
-one entry in the hub's poll set, no greenlet), so a client that closes its end frees its stream at once instead
+While a stream is parked, its socket is also watched for the client's departure (a gevent io watcher: one
+entry in the hub's poll set, no greenlet), so a client that closes its end frees its stream at once instead
 of at the next heartbeat write, 30-60 s later (until then it would count against its per-client cap).
 """
 
@@ -41,8 +41,8 @@ class DirectSocket:
         self._talks = False  # the client sent bytes after its request: readability no longer means departure
 
     def watch_departure(self, on_departure: Callable[[], None]) -> bool:
-        """Until `unwatch` or `release`, call `on_departure` (in the gevent hub: it must not block) as soon as the
-        client closes or resets its end. False when this socket cannot be watched (not gevent's, or the client sends
+        """Until `unwatch`, call `on_departure` (in the gevent hub: it must not block) as soon as the client
+        closes or resets its end. False when this socket cannot be watched (not gevent's, or the client sends
         data, e.g. a pipelined request: then its departure shows at the next write, as before)."""
         if self._talks or not isinstance(self.sock, GeventSocket):
             return False

@@ -29,7 +29,7 @@ class SessionStream:
     """
 
     __slots__ = ("_store", "_broadcaster", "_subscriber", "_heartbeat_s", "_retry_ms", "_reading_log", "_on_close",
-                 "_body", "_watching")
+                 "_body")
 
     def __init__(
         self, store: Store, broadcaster: Broadcaster, subscriber: Subscriber, cursor: str,
@@ -45,7 +45,6 @@ class SessionStream:
         self._retry_ms = retry_ms
         self._reading_log = False
         self._on_close = on_close
-        self._watching = False  # the socket is watched for the client's departure (from the first park on)
         self._body = self._frames()
 
     def __iter__(self) -> Iterator[bytes]:
@@ -112,16 +111,19 @@ class SessionStream:
         and for their client's departure, which ends them at once (their slot counts against the client's cap)."""
         subscriber = self._subscriber
         if self._broadcaster.park(subscriber):
-            if not self._watching and subscriber.direct is not None:
-                # Watched from here until the stream ends (not per park: parks come and go with bursts): a
-                # departure seen while the stream writes for itself ends it just as well.
-                self._watching = subscriber.direct.watch_departure(self._departed)
-            subscriber.wake.wait()
+            direct = subscriber.direct
+            if direct is None or not direct.watch_departure(self._departed):
+                subscriber.wake.wait()
+                return True
+            try:
+                subscriber.wake.wait()
+            finally:
+                direct.unwatch()
             return True
         return subscriber.wake.wait(self._heartbeat_s)
 
     def _departed(self) -> None:
-        """The client closed its end (called in the gevent hub: no lock, no wait)."""
+        """The client closed its end while the stream was parked (called in the gevent hub: no lock, no wait)."""
         self._subscriber.failed = True  # the stream's greenlet ends it; the pump's writes to it fail quietly
         self._subscriber.wake.set()
 
