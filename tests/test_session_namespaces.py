@@ -153,3 +153,17 @@ def test_without_keys_ids_are_stored_as_given(make_app, controlled_work):
     response = client.post("/api/tasks", json={"task": "hi", "session_id": "open"})
     assert response.get_json()["session_id"] == "open"
     assert services(client.application).store.get_session("open") is not None
+
+
+def test_a_keyed_stream_open_is_one_store_call(client, open_stream, monkeypatch):
+    """Namespacing adds no store round trip to opening a stream of an existing session (reconnect storms)."""
+    submit(client, KEY_1, "storm")
+    store = services(client.application).store
+    calls: list[str] = []
+    for name in ("get_session", "stream_start", "ensure_session"):
+        original = getattr(store, name)
+        monkeypatch.setattr(store, name, lambda *args, _name=name, _original=original, **kwargs: (
+            calls.append(_name), _original(*args, **kwargs))[1])
+    stream = open_stream(client, "session_id=storm", headers=auth(KEY_1))
+    assert stream.response.status_code == 200
+    assert calls == ["stream_start"]

@@ -26,16 +26,20 @@ def session_key(session_id: str) -> str:
     A session the caller's key made before ids were namespaced is stored under the plain id: it stays the
     caller's (and only the caller's) as long as no namespaced one of that name exists.
     """
-    owner = current_owner()
-    stored = stored_session_id(owner, session_id)
-    if stored == session_id:
+    stored = stored_session_id(current_owner(), session_id)
+    if stored == session_id or services().store.get_session(stored) is not None:
         return stored
-    store = services().store
-    if store.get_session(stored) is None:
-        legacy = store.get_session(session_id)
-        if legacy is not None and legacy["owner"] == owner:
-            return session_id
-    return stored
+    return legacy_session_key(session_id) or stored
+
+
+def legacy_session_key(session_id: str) -> str | None:
+    """`session_id` itself when the caller's key has a session stored under the plain id (made before ids were
+    namespaced), else None; only worth asking when the namespaced id is not found."""
+    owner = current_owner()
+    if not owner:
+        return None
+    legacy = services().store.get_session(session_id)
+    return session_id if legacy is not None and legacy["owner"] == owner else None
 
 
 def take_session(session_id: str) -> SessionRecord:

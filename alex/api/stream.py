@@ -9,9 +9,10 @@ from typing import Any
 from flask import Blueprint, Response, request
 
 from alex.api.inputs import query_args
-from alex.api.owner import current_owner, session_key
+from alex.api.owner import current_owner, legacy_session_key
 from alex.api.replies import no_content
 from alex.errors import AlexError, NotFound, Overloaded
+from alex.ids import stored_session_id
 from alex.schemas import StreamQuerySchema
 from alex.security.limits import client_id, enforce_stream_cap
 from alex.services import Services, services
@@ -59,9 +60,11 @@ def _stream(svc: Services):
         )
     args = query_args(_stream_query)
     cursor = _client_cursor(svc, args)
-    session_id = session_key(args["session_id"])  # as stored; the stream shows the client its own id
+    session_id = stored_session_id(current_owner(), args["session_id"])  # the stream shows the client its own id
     # One store call answers the open (a reconnect storm after a restart is thousands of them at once).
     start = svc.store.stream_start(session_id, cursor)
+    if start is None and (legacy := legacy_session_key(args["session_id"])) is not None:
+        session_id, start = legacy, svc.store.stream_start(legacy, cursor)  # made before ids were namespaced
     if start is None:
         if cursor not in (None, "0"):
             return no_content()  # a stale cursor of a deleted session: tell EventSource to stop reconnecting
