@@ -1,15 +1,5 @@
-"""WSGI entry point for gunicorn (`wsgi:app`): loads .env, builds the app, stops on a bad setting."""
+"""The Procfile's `wsgi:app`: the app of alex/wsgi.py (loads .env, builds the app, stops on a bad setting)."""
 
-import logging
-import sys
+from alex.wsgi import app
 
-from alex.app import create_app
-from alex.config import ConfigError, load_dotenv_file
-
-load_dotenv_file()
-try:
-    app = create_app()
-except ConfigError as error:
-    logging.getLogger("alex").critical("configuration error: %s", error)
-    print(f"alex: configuration error: {error}", file=sys.stderr, flush=True)
-    sys.exit(4)  # gunicorn's APP_LOAD_ERROR: the arbiter stops instead of restarting the worker
+__all__ = ["app"]

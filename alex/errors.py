@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask, current_app, jsonify
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -78,6 +78,10 @@ class Overloaded(AlexError):
     status, code = 503, "overloaded"
 
 
+class LLMNotConfigured(AlexError):
+    status, code = 503, "llm_not_configured"
+
+
 def envelope(status: int, code: str, message: str, details: dict | None = None):
     """Build the JSON error response `{"error": {code, status, message, details?}}`."""
     body = {"code": code, "status": status, "message": message}
@@ -114,6 +118,9 @@ def register_errorhandlers(app: Flask) -> None:
     def handle_http_exception(error: HTTPException):
         status = error.code or 500
         code, message = _HTTP_CODES.get(status, (f"http_{status}", error.description or "HTTP error."))
+        if status == 413 and current_app.config.get("MAX_CONTENT_LENGTH"):
+            limit = current_app.config["MAX_CONTENT_LENGTH"]
+            message = f"The request body is over the limit of {limit:,} bytes (ALEX_MAX_BODY_BYTES); send less."
         response = envelope(status, code, message)
         allowed = getattr(error, "valid_methods", None)  # only on 405 MethodNotAllowed
         if allowed:

@@ -45,6 +45,8 @@ class EventSchema(Schema):
     agent_level = _text("Which agent emitted it: `core` for the main agent.")
 
 
+STOP_REASONS = ("completed", "max_iterations", "max_tokens", "truncated", "repeated_calls")
+
 # Event type -> (what it means, its own fields beyond EventSchema's), in the order a task emits them.
 _EVENT_TYPES: dict[str, tuple[str, dict[str, fields.Field]]] = {
     "task_analysis": ("what the agent understood the task to be (first event of a task).", {
@@ -97,7 +99,11 @@ _EVENT_TYPES: dict[str, tuple[str, dict[str, fields.Field]]] = {
         "final_answer": _text("The agent's answer."),
         "total_iterations": _count("Iterations the task took."),
         "total_tokens": _count("Tokens the task used in all."),
-        "stop_reason": _text("Why it stopped.", validate=validate.OneOf(("completed", "max_iterations", "max_tokens"))),
+        "stop_reason": _text(
+            "Why it stopped: `completed` (the model answered), `max_iterations` (ALEX_MAX_ITERATIONS), `max_tokens` "
+            "(ALEX_TASK_MAX_TOKENS), `truncated` (the answer was cut at the model's output limit twice; the answer "
+            "is what it wrote), `repeated_calls` (the model kept repeating a tool call that had already run).",
+            validate=validate.OneOf(STOP_REASONS)),
         "duration": _count("How long the task ran, in milliseconds."),
     }),
     "task_cancelled": ("the task was cancelled (terminal).", {

@@ -59,7 +59,7 @@ def stream_operation() -> Operation:
                 400, 404, 422, 429, 503,
                 e400="`session_id_required`: add `?session_id=<id>`; reuse it to reconnect to the same session. "
                      "`invalid_last_event_id`: the cursor is not an event id of this server.",
-                e404="`not_found`: the session belongs to another API key.",
+                e404="`not_found`: no session of this key has that id (ids are per key: another key's is never seen).",
                 e429="`too_many_streams`: this client holds ALEX_MAX_STREAMS_PER_CLIENT streams; see Retry-After.",
                 e503="`overloaded`: the server holds ALEX_MAX_STREAMS streams. See Retry-After."),
         },

@@ -6,9 +6,23 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_dump, pre_load, validate, validates
 
-from alex.ids import ID_PATTERN
+from alex.ids import ID_RULE, client_session_id, is_valid_id
 
-_ID = validate.Regexp(ID_PATTERN, error="Must be 1-128 characters of letters, digits, '_' or '-'.")
+
+class ValidId(validate.Validator):
+    """An id as a whole string, by the one rule of alex/ids.py (validate.Regexp would use re.match, whose `$`
+    lets a trailing newline through: "nl\\n")."""
+
+    error = ID_RULE
+
+    def __call__(self, value: str) -> str:
+        """`value` when it is a valid id, else ValidationError."""
+        if not is_valid_id(value):
+            raise ValidationError(self.error)
+        return value
+
+
+_ID = ValidId()
 TASK_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
 
 
@@ -85,7 +99,7 @@ class TaskSchema(Schema):
     """A task as the API shows it."""
 
     id = fields.String()
-    session_id = fields.String()
+    session_id = fields.Function(lambda task: client_session_id(task["session_id"]))  # the client's own id
     task = fields.String()
     status = fields.String(validate=validate.OneOf(TASK_STATUSES))
     created_at = fields.String()
@@ -115,7 +129,7 @@ class TaskAcceptedSchema(Schema):
 class SessionSummarySchema(Schema):
     """A session in `GET /api/sessions?detail=1`."""
 
-    id = fields.String()
+    id = fields.Function(lambda session: client_session_id(session["id"]))  # the client's own id
     created_at = fields.String()
     updated_at = fields.String()
     task_count = fields.Integer()
@@ -125,7 +139,7 @@ class SessionSummarySchema(Schema):
 class SessionSchema(Schema):
     """`GET /api/sessions/<id>`: the conversation (OpenAI chat messages) and todos."""
 
-    id = fields.String()
+    id = fields.Function(lambda session: client_session_id(session["id"]))  # the client's own id
     messages = fields.List(fields.Dict())
     todos = fields.List(fields.Dict())
     created_at = fields.String()

@@ -30,6 +30,7 @@ class Services:
     publisher: Publisher
     lifecycle: TaskLifecycle
     runner: TaskRunner
+    llm_refusal: str | None = None  # why every task of the agent would fail at once (a 503 for new tasks)
 
     def shutdown(self, grace_s: float) -> None:
         """SIGTERM: end every stream now (clients resume elsewhere), give tasks `grace_s`, then stop them, then
@@ -54,16 +55,21 @@ def build_services(config: Config, work: Work | None = None) -> Services:
     broadcaster = Broadcaster(config.sse_buffer, heartbeat_s=config.sse_heartbeat_s)
     publisher = Publisher(store, bus)
     lifecycle = TaskLifecycle(store, publisher)
+    refusal = None
     if work is None:
+        from alex.agent.llm_settings import llm_refusal, llm_warnings
         from alex.agent.work import build_agent_work
 
         work = build_agent_work(config, store, publisher, lifecycle)
+        refusal = llm_refusal(config)
+        for line in llm_warnings(config):
+            log.warning("%s", line)
     runner = TaskRunner(
         lifecycle, work, max_concurrent=config.max_concurrent_tasks, max_queued=config.max_queued_tasks,
         lease_s=config.task_lease_s,
     )
-    bus.start(broadcaster.deliver, runner.cancel)
-    return Services(config, store, bus, broadcaster, publisher, lifecycle, runner)
+    bus.start(broadcaster.deliver, runner.cancel, broadcaster.watched_cursors)
+    return Services(config, store, bus, broadcaster, publisher, lifecycle, runner, refusal)
 
 
 def services() -> Services:

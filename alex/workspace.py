@@ -5,12 +5,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from alex.ids import is_valid_id
+from alex.ids import is_stored_session_id
 
 
 def workspace_dir(root: Path, session_id: str, *, create: bool = False) -> Path:
-    """The session's workspace directory (resolved); made when `create` is set."""
-    if not is_valid_id(session_id):  # an id is a single path component; never let one through that is not
+    """The workspace directory of the stored session id (resolved); made when `create` is set."""
+    if not is_stored_session_id(session_id):  # an id is a single path component; never let one through that is not
         raise ValueError(f"not a session id: {session_id!r}")
     path = Path(root).resolve() / session_id
     if create:

@@ -70,15 +70,20 @@ async def open_streams(
     headers: dict[str, str] | None = None, concurrency: int = 200,
 ) -> list[StreamConn]:
     """Open `count` streams, `concurrency` connects at a time; return them all (check `opened`) within `timeout`."""
-    loop = asyncio.get_running_loop()
     request = stream_request(host, port, target, headers)
-    conns: list[StreamConn] = []
+    return await open_requests(host, port, [request] * count, end_marker, timeout=timeout, concurrency=concurrency)
+
+
+async def open_requests(
+    host: str, port: int, requests: list[bytes], end_marker: bytes, *, timeout: float, concurrency: int = 200,
+) -> list[StreamConn]:
+    """One stream per request (in their order), `concurrency` connects at a time; all returned within `timeout`."""
+    loop = asyncio.get_running_loop()
+    conns = [StreamConn(request, end_marker, loop) for request in requests]
     gate = asyncio.Semaphore(concurrency)
 
-    async def open_one() -> None:
+    async def open_one(conn: StreamConn) -> None:
         async with gate:
-            conn = StreamConn(request, end_marker, loop)
-            conns.append(conn)
             try:
                 await loop.create_connection(lambda: conn, host, port)
             except OSError:
@@ -86,7 +91,7 @@ async def open_streams(
                 return
             await conn.opened
 
-    tasks = [asyncio.ensure_future(open_one()) for _ in range(count)]
+    tasks = [asyncio.ensure_future(open_one(conn)) for conn in conns]
     _, pending = await asyncio.wait(tasks, timeout=timeout)
     for task in pending:
         task.cancel()

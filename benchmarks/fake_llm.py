@@ -29,7 +29,7 @@ def choose_reply(request):
     """The reply to one chat request: the analysis JSON, or the streamed text the task text asks for."""
     from tests.fakes.openai_server import json_reply, slow_stream, text
 
-    if not request.streaming:
+    if request.analysis:
         return json_reply({"action_name": "Benchmark", "goal": "Stream deltas."})
     asked = request.body["messages"][-1]["content"]
     deltas = int(_DELTAS.search(asked).group(1)) if _DELTAS.search(asked) else 10

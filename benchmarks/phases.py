@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from benchmarks.client import StreamConn, arrived, close_all, http_request, open_streams, opened_count, wait_ended
@@ -79,8 +80,10 @@ async def refusal(target: Any) -> dict[str, Any]:
 
 
 async def fanout(target: Any, streams: int, events: int, interval_s: float, *, check_refusal: bool = False,
-                 profiler: Profiler | None = None) -> dict[str, Any]:
-    """Open `streams` streams on one session (memory per stream), then deliver `events` events to all of them."""
+                 profiler: Profiler | None = None, probe: Callable[[], dict[str, Any]] | None = None
+                 ) -> dict[str, Any]:
+    """Open `streams` streams on one session (memory per stream), then deliver `events` events to all of them;
+    `probe()`'s readings, taken once they are open, join the result."""
     server = target.server
     await target.warm_up()
     worker, rss_before, opening = server.worker_pid(), server.rss_kb(), time.monotonic()
@@ -93,6 +96,8 @@ async def fanout(target: Any, streams: int, events: int, interval_s: float, *, c
             "opened": opened, "open_s": round(open_s, 2), "rss_before_kb": rss_before, "rss_after_kb": rss_after,
             "kb_per_stream": round((rss_after - rss_before) / opened, 2) if opened else None,
         }
+        if probe is not None:
+            result.update(probe())
         if check_refusal:
             result["refusal"] = await refusal(target)
         result.update(await deliver(target, conns, events, interval_s, profiler))

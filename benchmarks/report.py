@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 TASK_PATH_P99_MS = 1.0
+REDIS_SCALE = 1.7  # issue 11: deliveries/s with WEB_CONCURRENCY=2 on 2 cores, over one worker
+REDIS_ADDED_P99_MS = 5.0
+STORM_RATIO = 1.5
 
 
 def _phase(results: dict[str, Any], section: str, server: str, streams: int | None = None) -> dict[str, Any]:
@@ -23,11 +26,12 @@ def _row(metric: str, alex: Any, naive: Any, unit: str, target: str, met: bool |
             "met": met}
 
 
-def _compare(metric: str, alex: Any, naive: Any, unit: str, bound: float, above: bool = False) -> dict[str, Any]:
+def _compare(metric: str, alex: Any, naive: Any, unit: str, bound: float, above: bool = False,
+             versus: str = "naive") -> dict[str, Any]:
     """A row whose target is `alex/naive <= bound` (or `>=` when `above`)."""
     ratio = _ratio(alex, naive)
     met = None if ratio is None else (ratio >= bound if above else ratio <= bound)
-    return _row(metric, alex, naive, unit, f"{'>=' if above else '<='} {bound:g}x naive", met, ratio)
+    return _row(metric, alex, naive, unit, f"{'>=' if above else '<='} {bound:g}x {versus}", met, ratio)
 
 
 def fanout_rows(results: dict[str, Any], streams: list[int]) -> list[dict[str, Any]]:
@@ -99,6 +103,64 @@ def build_rows(results: dict[str, Any], streams: list[int]) -> list[dict[str, An
     return fanout_rows(results, streams) + throughput_rows(results) + health_rows(results)
 
 
+def _pick(phases: list[dict[str, Any]], **wanted: Any) -> dict[str, Any]:
+    return next((p for p in phases if all(p.get(k) == v for k, v in wanted.items())), {})
+
+
+def redis_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 11's Redis mode: 2 workers against 1, the latency the Redis path adds, two servers on one Redis."""
+    section = results.get("redis")
+    if not section:
+        return []
+    two, one = _pick(section["scale"], workers=2), _pick(section["scale"], workers=1)
+    count = two.get("streams") or one.get("streams")
+    rows = [_compare(f"deliveries/s, {count} streams back-to-back: 2 workers vs 1 (both Redis)",
+                     two.get("deliveries_per_s"), one.get("deliveries_per_s"), "/s", REDIS_SCALE, above=True,
+                     versus="1 worker")]
+    on_redis, embedded = _pick(section["latency"], store="redis"), _pick(section["latency"], store="embedded")
+    p99 = (on_redis.get("latency", {}).get("p99_ms"), embedded.get("latency", {}).get("p99_ms"))
+    added = round(p99[0] - p99[1], 2) if None not in p99 else None
+    streams = on_redis.get("streams") or embedded.get("streams")
+    rows += [_row(f"p99 latency, {streams} streams: Redis vs embedded store (1 worker each)", *p99, "ms", "", None,
+                  _ratio(*p99)),
+             _row(f"p99 latency the Redis path adds, {streams} streams", added, None, "ms",
+                  f"<= {REDIS_ADDED_P99_MS:g} ms", None if added is None else added <= REDIS_ADDED_P99_MS)]
+    cross = section.get("cross_server", {})
+    if cross:
+        spread = cross["xadd_to_delivery"]
+        rows += [_row(f"XADD to delivery, server A to B, p50 / p99 ({spread['samples']} events)",
+                      f"{_cell(spread['p50_ms'])} / {_cell(spread['p99_ms'])}", None, "ms", "", None),
+                 _row("Redis commands per event (two servers, one stream)", cross["redis_commands_per_event"], None,
+                      "", "", None)]
+    phases = section["scale"] + section["latency"] + ([cross] if cross else [])
+    lost = sum(p.get("lost", 0) + p.get("streams", 0) - p.get("opened", p.get("streams", 0)) for p in phases)
+    return rows + [_row("events lost or streams not opened (Redis phases)", lost, None, "", "0", lost == 0)]
+
+
+def storm_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The reconnect storm: every client resumed exactly, and how long it took against N fresh naive connections."""
+    storm = results.get("storm")
+    if not storm:
+        return []
+    alex, naive = storm["alex"], storm["naive"]
+    clients = alex["clients"]
+    exact = clients - alex["not_resumed"] if not (alex["lost"] or alex["duplicated_or_disordered_streams"]) else 0
+    return [
+        _row(f"reconnect storm: {clients} clients resumed exactly (nothing lost, no duplicate)",
+             f"{exact}/{clients}", None, "", "all", exact == clients and alex["streams_ended"] == clients),
+        _compare(f"reconnect storm, {clients} clients: all resumed (alex) vs all connected (naive)",
+                 alex["done_s"], naive["open_s"], "s", STORM_RATIO),
+        _row(f"reconnect storm, {clients} clients: all connected", alex["open_s"], naive["open_s"], "s", "", None,
+             _ratio(alex["open_s"], naive["open_s"])),
+        _row("reconnect storm: server CPU per stream", _per(alex["cpu_s"], clients), _per(naive["cpu_s"], clients),
+             "ms", "", None, _ratio(alex["cpu_s"], naive["cpu_s"])),
+    ]
+
+
+def _per(cpu_s: float, count: int) -> float:
+    return round(1000 * cpu_s / count, 3)
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
@@ -109,9 +171,9 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def render(rows: list[dict[str, Any]]) -> str:
+def render(rows: list[dict[str, Any]], baseline: str = "naive") -> str:
     """The rows as a fixed-width text table."""
-    header = ("metric", "alex", "naive", "alex/naive", "target", "met")
+    header = ("metric", "alex", baseline, f"alex/{baseline}", "target", "met")
     lines = [(r["metric"] + (f" ({r['unit']})" if r["unit"] else ""), _cell(r["alex"]), _cell(r["naive"]),
               _cell(r["ratio"]), r["target"], {True: "yes", False: "NO", None: ""}[r["met"]]) for r in rows]
     widths = [max(len(str(line[i])) for line in [header, *lines]) for i in range(len(header))]

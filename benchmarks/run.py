@@ -19,15 +19,17 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import phases
+from benchmarks import phases, redis_phases, storm
 from benchmarks.fake_llm import FakeLLMProcess
 from benchmarks.profiling import Profiler
-from benchmarks.report import build_rows, render
+from benchmarks.redis_server import RedisServer
+from benchmarks.report import build_rows, redis_rows, render, storm_rows
 from benchmarks.servers import ROOT, Server, start_alex, start_naive
-from benchmarks.targets import AlexTarget, NaiveTarget
+from benchmarks.targets import AlexTarget, NaiveTarget, RedisAlexTarget
 
 RESULTS = ROOT / "benchmarks" / "results"
-QUICK = {"streams": "100,1000", "events": 10, "throughput_events": 1000, "task_deltas": 20, "task_path_events": 50}
+QUICK = {"streams": "100,1000", "events": 10, "throughput_events": 1000, "task_deltas": 20, "task_path_events": 50,
+         "redis_events": 200, "storm_clients": 1000, "storm_sessions": 20}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,7 +44,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--task-deltas", type=int, default=50, help="deltas per concurrent task")
     parser.add_argument("--task-delay", type=float, default=0.02, help="seconds between a task's deltas")
     parser.add_argument("--task-path-events", type=int, default=200, help="events per publisher (0: skip)")
-    parser.add_argument("--quick", action="store_true", help="a small run of about a minute")
+    parser.add_argument("--no-redis", action="store_true", help="skip the Redis mode (needs redis-server on PATH)")
+    parser.add_argument("--redis-streams", type=int, default=1000, help="streams of the 2-workers-vs-1 phase")
+    parser.add_argument("--redis-events", type=int, default=1000, help="events back-to-back, 2 workers vs 1")
+    parser.add_argument("--redis-latency-streams", type=int, default=1000, help="streams of Redis vs embedded latency")
+    parser.add_argument("--cross-events", type=int, default=1000, help="events appended on one server, read on another")
+    parser.add_argument("--cross-pace", type=float, default=0.002, help="seconds between cross-server events")
+    parser.add_argument("--storm-clients", type=int, default=10000, help="clients of the reconnect storm (0: skip)")
+    parser.add_argument("--storm-sessions", type=int, default=100, help="sessions with a log the storm resumes")
+    parser.add_argument("--storm-deltas", type=int, default=20, help="deltas of each storm session's task")
+    parser.add_argument("--quick", action="store_true", help="a small run of about two minutes")
     parser.add_argument("--profile", action="store_true", help="py-spy on alex's worker during fan-out and throughput")
     parser.add_argument("--no-monitor", action="store_true", help="skip the hub check (gevent's blocking monitor)")
     parser.add_argument("--output", type=Path, help="the JSON result file (default benchmarks/results/bench-*.json)")
@@ -76,22 +87,27 @@ class Bench:
         self.args, self.scratch, self.logs, self.llm_url = args, scratch, logs, llm_url
         self._servers = 0
 
-    def _start(self, kind: str, max_streams: int, monitor: bool, **settings: str) -> tuple[Server, Any]:
+    def start(self, kind: str, max_streams: int, monitor: bool, data_dir: Path | None = None,
+              **settings: str) -> tuple[Server, Any]:
+        """A new server of `kind` (alex on Redis when `settings` name a REDIS_URL; on a fresh data folder unless
+        given one) and the target seeing it."""
         self._servers += 1
         log_path = self.logs / f"{self._servers:02d}-{kind}.log"
         if kind == "naive":
             server = start_naive(log_path, max_streams, monitor)
             return server, NaiveTarget(server)
-        data_dir = self.scratch / f"data-{self._servers}"
+        data_dir = data_dir or self.scratch / f"data-{self._servers}"
         server = start_alex(log_path, data_dir, self.llm_url, monitor, ALEX_MAX_STREAMS=str(max_streams),
                             ALEX_MAX_STREAMS_PER_CLIENT=str(max_streams + 100), ALEX_EVENT_RETENTION="1000000",
                             **settings)
+        if settings.get("REDIS_URL"):
+            return server, RedisAlexTarget(server, settings["REDIS_URL"], settings["ALEX_REDIS_PREFIX"])
         return server, AlexTarget(server, data_dir)
 
     async def with_server(self, kind: str, max_streams: int, phase: Callable[[Any], Awaitable[dict]],
-                          monitor: bool = False, **settings: str) -> dict[str, Any]:
+                          monitor: bool = False, data_dir: Path | None = None, **settings: str) -> dict[str, Any]:
         """Run `phase(target)` on a fresh server, then stop it; the log's path goes into the result."""
-        server, target = self._start(kind, max_streams, monitor, **settings)
+        server, target = self.start(kind, max_streams, monitor, data_dir, **settings)
         try:
             result = await phase(target)
         finally:
@@ -144,8 +160,22 @@ async def run_phases(args: argparse.Namespace, scratch: Path, logs: Path, result
         if args.tasks:
             results["tasks"] = await bench.tasks()
             _progress("concurrent tasks")
+        if args.storm_clients:
+            results["storm"] = await storm.run(bench, args.storm_clients, args.storm_sessions, args.storm_deltas)
+            _progress(f"reconnect storm of {args.storm_clients} clients")
+        if not args.no_redis:
+            await redis_mode(bench, logs, results)
     finally:
         llm.stop()
+
+
+async def redis_mode(bench: Bench, logs: Path, results: dict[str, Any]) -> None:
+    """The Redis phases on a redis-server of their own (started here, stopped at the end)."""
+    redis = RedisServer(bench.scratch / "redis", logs / "redis-server.log")
+    try:
+        await redis_phases.run(bench, redis, results)
+    finally:
+        redis.stop()
 
 
 def _progress(phase: str) -> None:
@@ -175,7 +205,8 @@ def describe(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the benchmark, print the table, write the JSON; returns the results."""
     args = parse_args(argv)
-    raise_open_files(max(args.stream_counts + [args.throughput_streams, args.tasks]) + 500)
+    raise_open_files(max(args.stream_counts + [args.throughput_streams, args.tasks, args.storm_clients,
+                                               args.redis_streams]) + 500)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     output = args.output or RESULTS / f"bench-{stamp}.json"
     logs = output.parent / f"{output.stem}-logs"
@@ -189,9 +220,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results["complete"] = True
     finally:  # an interrupted or failed run still leaves what it measured
         rows = build_rows(results, args.stream_counts)
-        results["table"] = rows
+        scale_rows = storm_rows(results) + redis_rows(results)
+        results["table"] = rows + scale_rows
         output.write_text(json.dumps(results, indent=2) + "\n")
     print(render(rows))
+    if scale_rows:
+        print("\nissue 11: reconnect storm (baseline: naive) and Redis mode (baseline: as named)\n")
+        print(render(scale_rows, "baseline"))
     print(f"\nresults: {output}\nserver logs and profiles: {logs}")
     return results
 

@@ -38,16 +38,19 @@ def clean_env(**settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(_CLEARED) and k not in _CLEARED_NAMES and k not in documented}
     env.update({variable: "" for variable in documented if variable.startswith(_CLEARED)})
+    env["ALEX_ENV_FILE"] = "none"  # no .env at all
     env["PATH"] = f"{BIN}:{env.get('PATH', '')}"
     env.update(settings)
     return env
 
 
 class Server:
-    """One gunicorn arbiter with one gevent worker on 127.0.0.1; its output goes to a log file."""
+    """One gunicorn arbiter with `workers` gevent workers (one unless asked) on 127.0.0.1; its output goes to a
+    log file."""
 
-    def __init__(self, kind: str, app_args: list[str], log_path: Path, env: dict[str, str]):
+    def __init__(self, kind: str, app_args: list[str], log_path: Path, env: dict[str, str], workers: int = 1):
         self.kind = kind
+        self.workers = workers
         self.port = free_port()
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
@@ -63,7 +66,7 @@ class Server:
                 raise RuntimeError(f"{self.kind} server exited with {self.process.returncode}:\n{self.log()[-3000:]}")
             try:
                 with urllib.request.urlopen(f"http://{HOST}:{self.port}/health", timeout=2) as response:
-                    if response.status == 200 and self.worker_pid() is not None:
+                    if response.status == 200 and len(children_of(self.process.pid)) >= self.workers:
                         return self
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
@@ -74,6 +77,10 @@ class Server:
         """The pid of the gunicorn worker (the arbiter's child)."""
         children = children_of(self.process.pid)
         return children[0] if children else None
+
+    def worker_pids(self) -> list[int]:
+        """The pids of every gunicorn worker."""
+        return children_of(self.process.pid)
 
     def rss_kb(self) -> int:
         """Resident memory of the worker in KiB (VmRSS)."""
@@ -115,7 +122,9 @@ def start_alex(log_path: Path, data_dir: Path, llm_url: str, monitor: bool, **se
     )
     if monitor:
         env["BENCH_HUB_MONITOR"] = "0.01"
-    return Server("alex", ["-c", "benchmarks/alex_gunicorn_conf.py", "wsgi:app"], log_path, env).wait_ready()
+    workers = int(settings.get("WEB_CONCURRENCY") or 1) if settings.get("REDIS_URL") else 1
+    return Server("alex", ["-c", "benchmarks/alex_gunicorn_conf.py", "wsgi:app"], log_path, env,
+                  workers).wait_ready()
 
 
 def start_naive(log_path: Path, max_streams: int, monitor: bool) -> Server:
@@ -199,3 +208,17 @@ def main_thread_id(log: str) -> str | None:
     """The worker's main thread id as the reports print it (logged by benchmarks/hub_monitor.py)."""
     _, found, rest = log.partition(MAIN_THREAD_MARK)
     return rest.split()[0] if found else None
+
+
+def open_sockets(pid: int) -> int:
+    """How many sockets a process holds (a worker's streams, plus a few of its own)."""
+    count = 0
+    try:
+        for entry in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                count += os.readlink(f"/proc/{pid}/fd/{entry}").startswith("socket:")
+            except OSError:
+                continue  # closed while we looked
+    except OSError:
+        return 0
+    return count

@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from alex.store.base import StoredEvent
+from alex.store.redis_store import RedisStore
 from alex.store.sqlite import SQLiteStore
 from benchmarks.client import close_all, http_request, open_streams, wait_ended
 from benchmarks.fake_llm import task_text
@@ -61,9 +63,29 @@ class AlexTarget:
 
     def expected_ids(self, trigger: Trigger, cursor: str | None, session_id: str = SESSION) -> list[str]:
         """The ids the session's log holds after `cursor`, read with alex's own store (call after the phase)."""
+        return [event.id for event in self.log(session_id, cursor or "0")]
+
+    def log(self, session_id: str, cursor: str = "0") -> list[StoredEvent]:
+        """The session's logged events after `cursor`, read with alex's own store."""
         store = SQLiteStore(self.data_dir / "alex.sqlite3", event_retention=LOG_LIMIT)
         try:
-            return [event.id for event in store.events_after(session_id, cursor or "0", LOG_LIMIT)]
+            return store.events_after(session_id, cursor, LOG_LIMIT)
+        finally:
+            store.close()
+
+
+class RedisAlexTarget(AlexTarget):
+    """alex on Redis (REDIS_URL, its own key prefix): the log read back is the session's Redis stream."""
+
+    def __init__(self, server: Server, redis_url: str, prefix: str):
+        super().__init__(server, Path())
+        self.redis_url, self.prefix = redis_url, prefix
+
+    def log(self, session_id: str, cursor: str = "0") -> list[StoredEvent]:
+        """The session's Redis stream after `cursor`, read with alex's own store."""
+        store = RedisStore(self.redis_url, event_retention=LOG_LIMIT, prefix=self.prefix)
+        try:
+            return store.events_after(session_id, cursor, LOG_LIMIT)
         finally:
             store.close()
 

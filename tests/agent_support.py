@@ -99,7 +99,7 @@ def wait_for_event(app, session_id: str, event_type: str, timeout: float = 10.0)
 
 def echo_agent_reply(request: Any) -> Any:
     """A model for concurrent tasks: analysis, then `bash echo <task text>`, then an answer quoting its output."""
-    if not request.streaming:
+    if request.analysis:
         return analysis()
     last = request.body["messages"][-1]
     if last["role"] == "tool":

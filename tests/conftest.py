@@ -15,7 +15,7 @@ from alex.app import create_app
 from alex.config import Config
 from tests.sse_parser import Message, SSEParser
 
-pytest_plugins = ["tests.fakes.fixtures", "tests.store_fixtures", "tests.redis_fixtures"]
+pytest_plugins = ["tests.fakes.fixtures", "tests.store_fixtures", "tests.redis_fixtures", "tests.sandbox_support"]
 
 _CLEARED_PREFIXES = ("ALEX_", "OPENAI_")
 _CLEARED_NAMES = ("REDIS_URL", "CORS_ALLOWED_ORIGINS", "PORT", "WEB_CONCURRENCY")

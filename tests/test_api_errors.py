@@ -99,7 +99,9 @@ def test_wrong_method_is_405_envelope_with_allow(client, method, path, allowed):
 
 def test_body_over_one_mebibyte_is_413(client):
     body = json.dumps({"task": "x" * (1024 * 1024)})
-    assert_envelope(client.post("/api/tasks", data=body, content_type="application/json"), 413, "payload_too_large")
+    error = assert_envelope(client.post("/api/tasks", data=body, content_type="application/json"), 413,
+                            "payload_too_large")
+    assert error["message"] == "The request body is over the limit of 1,048,576 bytes (ALEX_MAX_BODY_BYTES); send less."
 
 
 def test_body_just_under_the_limit_is_read(client):

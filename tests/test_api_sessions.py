@@ -106,6 +106,7 @@ def test_get_unknown_session_is_404(client):
 def test_delete_session_is_204_then_gone(app, client, sessions_abc):
     response = client.delete("/api/sessions/b")
     assert response.status_code == 204
+    assert "Content-Type" not in response.headers and response.get_data() == b""
     assert response.get_data() == b""
     assert_envelope(client.get("/api/sessions/b"), 404, "not_found")
     assert client.get("/api/sessions").get_json()["sessions"] == ["c", "a"]

@@ -235,3 +235,18 @@ def test_cancel_while_the_store_cannot_write_is_503_not_a_hang(app, client):
     assert response.headers["Retry-After"] == "5"
     assert time.monotonic() - started < 5
     assert client.get("/api/tasks/task-locked").get_json()["status"] == "running"
+
+
+def test_without_an_openai_key_a_task_is_refused_at_once_with_the_setting_named(make_app, caplog):
+    app = make_app()  # the agent on OpenAI's own API, no OPENAI_API_KEY
+    assert "OPENAI_API_KEY is not set" in caplog.text  # said at start, once
+    response = app.test_client().post("/api/tasks", json={"task": "hello", "session_id": "nokey"})
+    error = assert_envelope(response, 503, "llm_not_configured")
+    assert error["message"].startswith("OPENAI_API_KEY is not set: tasks cannot use https://api.openai.com/v1")
+    assert app.test_client().get("/api/sessions/nokey").status_code == 404  # nothing was made
+
+
+def test_a_key_less_local_server_is_only_warned_about(make_app, fake_openai, caplog):
+    app = make_app(ALEX_BASE_URL=fake_openai.url)
+    assert f"OPENAI_API_KEY is not set: requests to {fake_openai.url} carry no key" in caplog.text
+    assert services(app).llm_refusal is None

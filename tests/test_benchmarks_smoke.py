@@ -14,7 +14,9 @@ from benchmarks.frames import Tally, TimestampCache, parse_stream
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--streams", "5", "--events", "20", "--interval", "0.01", "--throughput-streams", "5",
         "--throughput-events", "20", "--tasks", "3", "--task-deltas", "5", "--task-delay", "0.01",
-        "--task-path-events", "10"]
+        "--task-path-events", "10", "--redis-streams", "5", "--redis-events", "20", "--redis-latency-streams", "5",
+        "--cross-events", "20", "--cross-pace", "0.001", "--storm-clients", "10", "--storm-sessions", "2",
+        "--storm-deltas", "3"]
 
 
 def test_frames_are_dechunked_split_across_reads_and_timed_by_their_last_byte():
@@ -55,3 +57,14 @@ def test_tiny_benchmark_loses_nothing_and_writes_its_results(tmp_path):
     assert "bench: hub monitor on" in Path(results["hub_check"][0]["log"]).read_text()
     assert [row for row in results["table"] if row["metric"].startswith("events lost")][0]["alex"] == 0
     assert "alex/naive" in completed.stdout
+    storm = results["storm"]["alex"]
+    assert storm["streams_ended"] == 10 and storm["not_resumed"] == storm["lost"] == 0, storm
+    assert storm["duplicated_or_disordered_streams"] == 0 and storm["deliveries"] > 0
+    assert results["storm"]["naive"]["opened"] == 10
+    redis_phases = results["redis"]["scale"] + results["redis"]["latency"]
+    assert [(p["store"], p["workers"]) for p in redis_phases] == [("redis", 2), ("redis", 1), ("redis", 1),
+                                                                  ("embedded", 1)]
+    for phase in redis_phases:
+        assert phase["opened"] == phase["streams_ended"] == 5 and phase["lost"] == 0, phase
+    cross = results["redis"]["cross_server"]
+    assert cross["lost"] == 0 and cross["xadd_to_delivery"]["samples"] == 20 and cross["redis_commands_per_event"] > 0

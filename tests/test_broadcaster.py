@@ -266,7 +266,7 @@ def test_connected_frame_comes_first_with_retry_and_cursor_as_id(hub):
     reader = Reader(hub.open("s1", "0"), lambda messages: len(messages) >= 1)
     reader.finish()
     first = reader.chunks[0]
-    assert first.startswith(b"retry: 3000\n\n")
+    assert first.startswith(b"retry: 3000\nid: 0\nevent: connected\n")  # one message, no empty one before it
     connected = reader.parser.messages[0]
     assert (connected.event, connected.id) == ("connected", "0")
     assert connected.json() == {"session_id": "s1", "last_event_id": "0"}

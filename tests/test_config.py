@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 import pytest
 
+from alex.cli import env_example_text
 from alex.config import ALL_TOOLS, Config, ConfigError, documented_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,9 +40,13 @@ def test_a_bad_value_names_the_variable_and_what_it_accepts(variable, value):
     assert "\n" not in message
 
 
-def test_production_drops_localhost_cors_defaults():
-    config = Config.from_env({"ALEX_ENV": "production"})
-    assert config.cors_allowed_origins == ("https://alex.yourdomain.com",)
+def test_production_has_no_default_cors_origins():
+    """Neither the localhost defaults nor the placeholder https://alex.yourdomain.com (not ours to trust)."""
+    assert Config.from_env({"ALEX_ENV": "production"}).cors_allowed_origins == ()
+    assert Config.from_env({"ALEX_ENV": "production", "CORS_ALLOWED_ORIGINS": "https://app.example"}
+                           ).cors_allowed_origins == ("https://app.example",)
+    for env in ("development", "test"):
+        assert "https://alex.yourdomain.com" in Config.from_env({"ALEX_ENV": env}).cors_allowed_origins
 
 
 def test_cors_origins_accept_commas_and_newlines():
@@ -57,12 +63,47 @@ def test_env_example_documents_every_setting_with_its_default():
     for variable, default, _accepts in documented_settings():
         expected = "" if variable in SECRETS else default
         assert re.search(rf"^# {variable}={re.escape(expected)}$", text, re.MULTILINE), variable
+    assert text == env_example_text(), "regenerate it: alex settings --env-example > .env.example"
+
+
+def test_every_setting_says_what_it_means_not_only_its_type():
+    bare = [variable for variable, _, meaning in documented_settings()
+            if re.fullmatch(r"an? (integer|number|directory path|http\(s\) URL|model name|API key)[^,(]*", meaning)]
+    assert bare == []
 
 
 def test_secret_settings_default_to_empty():
     defaults = {variable: default for variable, default, _accepts in documented_settings()}
     assert [defaults[variable] for variable in SECRETS] == ["", "", "", ""]
     assert Config.from_env({}).metrics_token == ""
+
+
+def test_the_dotenv_file_is_the_working_directorys_one_a_named_one_or_none(tmp_path, monkeypatch):
+    from alex.config import load_dotenv_file
+
+    (tmp_path / ".env").write_text("ALEX_PROBE_FROM_CWD=1\n")
+    (tmp_path / "named.env").write_text("ALEX_PROBE_NAMED=1\n")
+    (tmp_path / "below").mkdir()
+    monkeypatch.chdir(tmp_path / "below")  # the nearest parent's .env counts
+    try:
+        monkeypatch.setenv("ALEX_ENV_FILE", "none")  # the tests' servers: a developer's .env stays out
+        load_dotenv_file()
+        assert "ALEX_PROBE_FROM_CWD" not in os.environ
+        monkeypatch.setenv("ALEX_ENV_FILE", str(tmp_path / "named.env"))
+        load_dotenv_file()
+        assert os.environ.get("ALEX_PROBE_NAMED") == "1" and "ALEX_PROBE_FROM_CWD" not in os.environ
+        monkeypatch.delenv("ALEX_ENV_FILE")
+        load_dotenv_file()
+        assert os.environ.get("ALEX_PROBE_FROM_CWD") == "1"
+    finally:
+        for name in ("ALEX_PROBE_FROM_CWD", "ALEX_PROBE_NAMED"):
+            os.environ.pop(name, None)
+
+
+def test_an_llm_provider_other_than_openai_is_refused_with_what_to_do():
+    with pytest.raises(ConfigError, match="ALEX_LLM_PROVIDER='anthropic' is not valid: expected openai, the only"):
+        Config.from_env({"ALEX_LLM_PROVIDER": "anthropic"})
+    assert Config.from_env({"ALEX_LLM_PROVIDER": "OpenAI"}).llm_provider == "openai"
 
 
 def test_the_connection_limits_of_the_worker_default_and_are_checked():

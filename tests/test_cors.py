@@ -78,10 +78,28 @@ def test_a_newline_separated_list_allows_each_origin(cors_client):
     assert allowed_origin(get(client, origin="http://localhost:3000")) is None  # the list replaces the defaults
 
 
-def test_production_drops_the_localhost_defaults(cors_client):
+def test_production_allows_no_origin_by_default_and_warns(cors_client, caplog):
     client = cors_client(ALEX_ENV="production", ALEX_API_KEYS=KEY)
-    assert allowed_origin(get(client, origin="http://localhost:3000")) is None
-    assert allowed_origin(get(client, origin="https://alex.yourdomain.com")) == "https://alex.yourdomain.com"
+    for origin in ("http://localhost:3000", "http://localhost:3001", "https://alex.yourdomain.com"):
+        assert allowed_origin(get(client, origin=origin)) is None
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "CORS" in r.getMessage()]
+    assert len(warnings) == 1 and "CORS_ALLOWED_ORIGINS" in warnings[0], warnings
+
+
+def test_production_allows_the_configured_origins_and_logs_them(cors_client, caplog):
+    caplog.set_level("INFO", logger="alex")
+    client = cors_client(ALEX_ENV="production", ALEX_API_KEYS=KEY, CORS_ALLOWED_ORIGINS="https://App.example:443")
+    assert allowed_origin(get(client, origin="https://app.example")) == "https://app.example"
+    assert allowed_origin(get(client, origin="https://alex.yourdomain.com")) is None
+    notes = [r for r in caplog.records if "CORS" in r.getMessage()]
+    assert [r.levelname for r in notes] == ["INFO"] and "https://app.example" in notes[0].getMessage()
+
+
+def test_development_logs_its_default_origins(cors_client, caplog):
+    caplog.set_level("INFO", logger="alex")
+    cors_client()
+    notes = [r.getMessage() for r in caplog.records if "CORS" in r.getMessage()]
+    assert len(notes) == 1 and "http://localhost:3000" in notes[0] and "https://alex.yourdomain.com" in notes[0]
 
 
 @pytest.mark.parametrize("entry", ["localhost:3000", "https://app.example/path", "https://app.example:99999", "null"])

@@ -114,3 +114,24 @@ def test_a_wrong_path_or_a_bad_body_fails_the_check(fake):
     assert "no route POST /v1/completions" in str(caught.value)
     assert "request #2 breaks the request schema" in str(caught.value)
     assert [request.path for request in fake.requests] == ["/v1/completions", "/v1/chat/completions"]
+
+
+def test_like_llama_server_unparsable_tool_arguments_get_a_500_and_fail_the_check(fake):
+    fake.script(text("never played"))
+    call = {"id": "call_1", "type": "function", "function": {"name": "bash", "arguments": '{"command": "ls'}}
+    messages = [*MESSAGES, {"role": "assistant", "content": None, "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "ERROR"}]
+    response = _post(fake, {**STREAM_BODY, "messages": messages})
+    assert response.status_code == 500
+    assert response.json()["error"]["message"].startswith("Failed to parse tool call arguments as JSON")
+    assert fake.steps_left == 1 and "not a JSON object" in fake.failures[0]
+
+
+def test_like_llama_server_a_prompt_over_n_ctx_gets_exceed_context_size_and_props_tell_n_ctx(fake):
+    fake.n_ctx = 50
+    fake.props = {"default_generation_settings": {"n_ctx": 50}}
+    response = _post(fake, {**STREAM_BODY, "messages": [{"role": "user", "content": "x" * 400}]})
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "exceed_context_size_error" and response.json()["error"]["n_ctx"] == 50
+    props = requests.get(fake.url.removesuffix("/v1") + "/props", timeout=5)
+    assert props.json()["default_generation_settings"]["n_ctx"] == 50 and fake.failures == []

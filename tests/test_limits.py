@@ -58,6 +58,28 @@ def test_the_limit_recovers_once_the_window_has_passed(make_app, controlled_work
     assert time.monotonic() - refused_at < 1.5  # refused attempts did not extend the window
 
 
+def test_only_accepted_submissions_count_against_the_limit(make_app, controlled_work):
+    """503 overloaded, 422 invalid and 409 session_busy make no task: they leave the budget alone."""
+    client = make_app(work=controlled_work, ALEX_RATE_LIMIT="3/minute", ALEX_MAX_CONCURRENT_TASKS="2",
+                      ALEX_MAX_QUEUED_TASKS="0").test_client()
+    assert client.post("/api/tasks", json={"task": "hold", "session_id": "busy"}).status_code == 202  # 1
+    assert controlled_work.started.wait(10)
+    for _ in range(4):
+        assert_envelope(client.post("/api/tasks", json={"task": "again", "session_id": "busy"}), 409, "session_busy")
+        assert_envelope(client.post("/api/tasks", json={"task": ""}), 422, "validation_failed")
+    assert post_task(client).status_code == 202  # 2: the run queue is full from here on
+    for _ in range(4):
+        assert_envelope(post_task(client), 503, "overloaded")
+    controlled_work.release.set()
+    deadline = time.monotonic() + 10
+    while client.get("/api/tasks?status=completed").get_json()["total"] < 2:
+        assert time.monotonic() < deadline, "the held tasks did not complete"
+        time.sleep(0.01)  # a bounded poll of the condition "both tasks completed"
+    assert post_task(client).status_code == 202  # 3
+    assert_envelope(post_task(client), 429, "rate_limited")
+    assert client.get("/api/tasks").get_json()["total"] == 3
+
+
 def test_only_task_submission_is_limited_not_reads_cancels_or_streams(make_app, controlled_work, open_stream):
     app = make_app(work=controlled_work, ALEX_RATE_LIMIT="1/minute", ALEX_SSE_HEARTBEAT_S="0.05")
     client = app.test_client()

@@ -30,10 +30,11 @@ def by_logger(lines: list[dict], logger: str) -> list[dict]:
 
 
 @pytest.fixture
-def production_app(make_app, fake_openai):
-    """A production app (keys required) at DEBUG whose agent talks to the fake OpenAI."""
+def production_app(make_app, fake_openai, open_tmp):
+    """A production app (keys required) at DEBUG whose agent talks to the fake OpenAI (bash in bwrap: production
+    refuses to start without a sandbox, so the data directory is one bwrap can reach)."""
     return make_app(**agent_settings(fake_openai, ALEX_ENV="production", ALEX_API_KEYS=API_KEY, ALEX_LOG_LEVEL="DEBUG",
-                                     ALEX_SSE_HEARTBEAT_S="0.05"))
+                                     ALEX_SSE_HEARTBEAT_S="0.05", ALEX_DATA_DIR=str(open_tmp / "data")))
 
 
 def run_logged_task(app, fake_openai, open_stream) -> tuple[str, str]:
@@ -71,7 +72,8 @@ def test_production_logs_are_json_with_request_session_and_task_ids(production_a
     assert messages[0] == "task started" and messages[-1] == "task completed (completed)"
     assert sum(message.startswith("iteration ") for message in messages) == 2
     for line in task_lines:  # the task's lines carry the id of the request that submitted it
-        assert line["session_id"] == "logged" and line["request_id"] == "req-logs-1"
+        assert line["session_id"] == "logged" and line["request_id"] == "req-logs-1"  # the client's id
+        assert line["owner"].startswith("key-")  # with the owner, it names the stored session
     assert task_lines[-1]["outcome"] == "completed" and task_lines[-1]["stop_reason"] == "completed"
 
 

@@ -418,7 +418,7 @@ def test_appends_are_readable_at_once_and_written_in_order_under_concurrency(sto
 
 
 def test_id_blocks_are_recorded_ahead_and_the_recorded_bound_never_shrinks(make_store, monkeypatch):
-    monkeypatch.setattr("alex.store.sqlite_events.ID_BLOCK", 10)
+    monkeypatch.setattr("alex.store.sqlite_ids.ID_BLOCK", 10)
     store = make_store()
     store.ensure_session("s1")
     ids = [int(store.append_event("s1", "n", "{}").id) for _ in range(35)]
@@ -426,4 +426,5 @@ def test_id_blocks_are_recorded_ahead_and_the_recorded_bound_never_shrinks(make_
     recorded = store._db.thread.call(lambda: store._db.connection.execute(
         "SELECT value FROM meta WHERE key = 'event_ids_reserved'").fetchone()[0])
     assert recorded >= ids[-1]  # every id handed out was covered by a recorded block before use
-    assert store._db.thread.call(store._events.reserve_ids, 1) == recorded  # an older, lower bound is ignored
+    first, last = store._db.thread.call(store._events.ids.reserve, 1)  # an older, lower start is moved up
+    assert (first, last) == (recorded + 1, recorded + 10)

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from alex.clock import now_iso
-from alex.store.base import NewEvent, SessionBusyError, SessionClosing, SessionGone, Store, StoredEvent
+from alex.store.base import NewEvent, SessionBusyError, SessionClosing, SessionGone, Store, StoredEvent, StreamStart
 from alex.store.redis_bus import RedisBus
 from alex.store.redis_store import RedisStore
 from tests.e2e.server import free_port
@@ -141,6 +141,21 @@ def test_the_log_pages_in_order_and_goes_with_its_session(store):
     assert [e.id for e in store.events_after("s2", "0", 10)] == [other.id]
 
 
+def test_owner_namespaced_session_ids_work_like_any_other(store):
+    """API keys' sessions are stored as `<owner id>.<client id>`: the dot is no separator to either backend."""
+    mine, theirs = "key-0123456789ab.plan", "key-ba9876543210.plan"
+    assert store.ensure_session(mine, "key-0123456789ab") and store.ensure_session(theirs, "key-ba9876543210")
+    new_task(store, mine, "t-mine", "key-0123456789ab")
+    logged = store.append_event(mine, "n", "{}")
+    assert store.get_session(mine)["id"] == mine and store.get_session("plan") is None
+    assert [s["id"] for s in store.list_sessions("key-0123456789ab", 10, 0)[0]] == [mine]
+    assert [t["id"] for t in store.list_tasks(None, mine, None, 10, 0)[0]] == ["t-mine"]
+    assert store.list_tasks(None, theirs, None, 10, 0) == ([], 0)
+    assert [e.id for e in store.events_after(mine, "0", 10)] == [logged.id]
+    assert store.events_after(theirs, "0", 10) == []
+    assert store.delete_session(mine) and store.get_session(theirs) is not None
+
+
 def test_cursor_rules(store):
     store.ensure_session("s1")
     old = [store.append_event("s1", "n", "{}").id for _ in range(3)]
@@ -154,6 +169,21 @@ def test_cursor_rules(store):
     newer = store.append_event("s2", "n", "{}").id
     assert store.resume_cursor("s1", old[-1]) == "0"  # an earlier incarnation's cursor: from the start
     assert store.resume_cursor("s1", newer) == newer  # newer than the session's log: after it, no replay
+
+
+def test_a_stream_start_answers_owner_closing_and_the_cursor_rules_in_one_call(store):
+    assert store.stream_start("s1", None) is None and store.stream_start("s1", "0") is None
+    store.ensure_session("s1", "alice")
+    assert store.stream_start("s1", None) == StreamStart("alice", False, store.resume_cursor("s1", None))
+    old = [store.append_event("s1", "n", "{}").id for _ in range(3)]
+    for cursor in (None, "0", old[0], old[-1]):
+        assert store.stream_start("s1", cursor) == StreamStart("alice", False, store.resume_cursor("s1", cursor))
+    store.delete_session("s1")
+    time.sleep(0.002)  # Redis ids are milliseconds: the new session starts in a later one
+    store.ensure_session("s1", "bob")
+    assert store.stream_start("s1", old[-1]) == StreamStart("bob", False, "0")  # an earlier incarnation's cursor
+    assert store.mark_session_closing("s1")
+    assert store.stream_start("s1", None).closing is True
 
 
 def test_leases_expire_and_renew(store):
@@ -244,3 +274,25 @@ def test_an_append_during_a_redis_restart_waits_and_is_logged_once(tmp_path):
         store.close()
         server.terminate()
         server.wait(10)
+
+
+BUSY_SCRIPT = """
+local start = redis.call('TIME')
+local now = start
+while (now[1] - start[1]) * 1000000 + (now[2] - start[2]) < tonumber(ARGV[1]) do now = redis.call('TIME') end
+return 1
+"""
+
+
+def test_more_callers_than_the_pool_holds_wait_for_a_connection_instead_of_failing(redis_url, redis_pair):
+    store, _ = redis_pair
+    store.ensure_session("crowd")
+    busy = redis.Redis.from_url(redis_url)
+    blocker = threading.Thread(target=busy.eval, args=(BUSY_SCRIPT, 0, 500_000))
+    blocker.start()  # Redis answers nobody for half a second: every caller below holds a connection at once
+    try:
+        owners = run_threads(lambda _: store.get_session("crowd")["owner"], 250)
+    finally:
+        blocker.join(WAIT_S)
+        busy.close()
+    assert owners == [""] * 250

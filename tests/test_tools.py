@@ -12,9 +12,12 @@ import pytest
 
 from alex.agent.cancel import CancelToken, TaskCancelled
 from alex.agent.tools import Tool, ToolContext, build_tools, openai_tool_specs, run_tool
+from alex.agent.tools.coercion import coerce_value
 from alex.agent.tools.output import HeadTail, LiveOutput, cap_text
 from alex.agent.tools.process import live_group_members
 from alex.agent.tools.search import MAX_MATCHES
+from alex.agent.tools.usage import EXAMPLES
+from alex.agent.tools.validation import argument_problem
 from alex.config import ALL_TOOLS
 from alex.store.sqlite import SQLiteStore
 from alex.workspace import workspace_dir
@@ -247,8 +250,9 @@ def test_bash_output_is_capped_keeping_head_and_tail(make_ctx):
     assert len(output) < 1100
 
 
-def test_bash_rejects_a_bad_timeout(ctx):
-    assert "timeout_s must be a positive number" in call(ctx, "bash", command="true", timeout_s=0)["error"]
+def test_bash_rejects_a_bad_timeout_and_takes_zero_as_the_default(ctx):
+    assert "timeout_s must be a positive number" in call(ctx, "bash", command="true", timeout_s=-1)["error"]
+    assert call(ctx, "bash", command="echo ok", timeout_s=0) == {"output": "ok\n", "returncode": 0, "error": None}
 
 
 # output helpers
@@ -281,7 +285,8 @@ def test_file_read_pages_by_lines(ctx, workspace):
     assert page == "     3\tline 3\n     4\tline 4\n[... more lines follow; continue with offset=5]"
     assert call(ctx, "file_read", path="f.txt", offset=9)["output"] == "     9\tline 9\n    10\tline 10"
     assert "past the end" in call(ctx, "file_read", path="f.txt", offset=11)["error"]
-    assert "at least 1" in call(ctx, "file_read", path="f.txt", offset=0)["error"]
+    assert "at least 1" in call(ctx, "file_read", path="f.txt", offset=-1)["error"]
+    assert call(ctx, "file_read", path="f.txt", offset=0, limit=0)["output"].startswith("     1\tline 1\n")
 
 
 def test_file_read_edge_cases(ctx, workspace):
@@ -345,7 +350,7 @@ def test_list_files(ctx, workspace):
     assert call(ctx, "list_files", recursive=True)["output"] == ".git/\nREADME\nempty/\nsrc/\nsrc/pkg/\nsrc/pkg/m.py"
     assert call(ctx, "list_files", path="src")["output"] == "src/pkg/"
     assert call(ctx, "list_files", path="empty")["output"] == "(empty directory)"
-    assert "not a directory" in call(ctx, "list_files", path="README")["error"]
+    assert call(ctx, "list_files", path="README") == {"output": "README", "returncode": 0, "error": None}
     assert "does not exist" in call(ctx, "list_files", path="nope")["error"]
 
 
@@ -408,7 +413,9 @@ def test_todos_round_trip_through_the_store(ctx, store):
 
 def test_todo_write_validates_items(ctx, store):
     bad_status = call(ctx, "todo_write", todos=[{"id": "1", "content": "x", "status": "done"}])
-    assert bad_status["error"] == 'todo_write: todos[0].status must be one of "pending", "in_progress", "completed"'
+    assert bad_status["error"].startswith(
+        'todo_write: todos[0].status must be one of "pending", "in_progress", "completed". Arguments: '
+        "todo_write(todos: array of {id: string, content: string, status: pending|in_progress|completed})")
     duplicate = call(ctx, "todo_write", todos=[{"id": "1", "content": "x", "status": "pending"}] * 2)
     assert "repeated: 1" in duplicate["error"]
     assert "missing" in call(ctx, "todo_write", todos=[{"id": "1", "status": "pending"}])["error"]
@@ -419,13 +426,13 @@ def test_todo_write_validates_items(ctx, store):
 
 @pytest.mark.parametrize("name, raw, expected", [
     ("nope", "{}", "there is no tool named 'nope'; available tools: bash, file_read"),
-    ("bash", "{not json", "bash: the arguments are not valid JSON"),
-    ("bash", "[1, 2]", "bash: the arguments must be a JSON object"),
-    ("bash", '"ls"', "bash: the arguments must be a JSON object"),
+    ("bash", "{not json", "bash: the arguments you sent are not a complete JSON object"),
+    ("bash", "[1, 2]", "bash: the arguments you sent are not a complete JSON object"),
+    ("bash", '"ls"', "bash: the arguments you sent are not a complete JSON object"),
     ("bash", "{}", "bash: missing required argument(s): command"),
     ("bash", '{"command": "ls", "cwd": "/"}', "bash: unknown argument(s): cwd (allowed: command, timeout_s)"),
-    ("bash", '{"command": 5}', "bash: command must be a string, not integer"),
-    ("bash", '{"command": "ls", "timeout_s": "5"}', "bash: timeout_s must be a number, not string"),
+    ("bash", '{"command": ["ls"]}', "bash: command must be a string, not array"),
+    ("bash", '{"command": "ls", "timeout_s": "5 s"}', "bash: timeout_s must be a number, not string"),
     ("file_read", '{"path": "f", "offset": 1.5}', "file_read: offset must be an integer, not number"),
     ("file_read", '{"path": "f", "limit": true}', "file_read: limit must be an integer, not boolean"),
     ("file_edit", '{"path": "f", "old_string": "a", "new_string": "b", "replace_all": "yes"}',
@@ -493,3 +500,29 @@ def test_a_search_past_its_time_limit_stops_with_an_error(ctx, workspace, monkey
     outcome = call(ctx, "grep", pattern="zzz")
     assert outcome["error"] == "the search stopped after 0.3 s; narrow the path or glob"
     assert time.monotonic() - started < 0.3 + 1.5
+
+
+def test_every_tool_has_an_example_its_own_schema_accepts():
+    assert set(EXAMPLES) == set(TOOLS)
+    assert {name: argument_problem(tool.parameters, EXAMPLES[name]) for name, tool in TOOLS.items()} == {
+        name: None for name in TOOLS}
+
+
+@pytest.mark.parametrize("schema, value, expected", [
+    ({"type": "integer"}, "30", 30),
+    ({"type": "integer"}, "2.0", 2),
+    ({"type": "integer"}, 3.0, 3),
+    ({"type": "integer"}, "2.5", "2.5"),  # not an integer: left for the check to refuse
+    ({"type": "integer"}, 1.5, 1.5),
+    ({"type": "number"}, "nan", "nan"),
+    ({"type": "number"}, "1.5", 1.5),
+    ({"type": "boolean"}, "True", True),
+    ({"type": "boolean"}, "yes", "yes"),
+    ({"type": "string"}, 7, "7"),
+    ({"type": "string"}, True, True),  # a boolean is not taken for text
+    ({"type": "array", "items": {"type": "string"}}, '["a", 1]', ["a", "1"]),
+    ({"type": "array", "items": {"type": "string"}}, '{"a": 1}', '{"a": 1}'),
+    ({"type": "string", "enum": ["pending", "completed"]}, " Completed", "completed"),
+])
+def test_values_are_coerced_only_where_the_intent_is_clear(schema, value, expected):
+    assert coerce_value(schema, value) == expected

@@ -8,6 +8,7 @@ from typing import Any
 
 from alex.clock import now_iso
 from alex.ids import new_task_id
+from alex.observability.context import log_ids
 from alex.store.base import NewEvent, Store, StoredEvent
 from alex.store.records import TaskBase
 from alex.store.retry import until_stored
@@ -126,5 +127,5 @@ def _log_end(task: TaskBase, status: str, event_fields: dict[str, Any]) -> None:
         why = f"{event_fields.get('phase')}: {event_fields.get('error')}"
     fields = {"outcome": status, "phase": event_fields.get("phase"), "stop_reason": event_fields.get("stop_reason")}
     log.log(logging.WARNING if status == "failed" else logging.INFO, "task %s (%s)", status, why,
-            extra={"task_id": task["id"], "session_id": task["session_id"],
+            extra={**log_ids(task),
                    "fields": {key: value for key, value in fields.items() if value is not None}})

@@ -9,8 +9,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from alex.agent.cancel import CancelToken
+from alex.agent.context_window import read_props_window
 from alex.agent.llm_http import BearerAuth, HTTPCall
 from alex.agent.llm_stream import SSEEvent, StreamAccumulator, parse_completion, sse_events
 from alex.agent.llm_types import MAX_RETRY_AFTER_S, Completion, LLMCancelled, LLMError, RetryNotice, ToolCall, Usage
@@ -51,6 +53,9 @@ class LLMClient:
         # Metrics hook: (kind "stream"/"complete", outcome "ok"/"error"/"cancelled", seconds, usage or None)
         # after each HTTP attempt.
         self.on_call: Callable[[str, str, float, Usage | None], None] | None = None
+        self._base_url = base_url
+        self._window: int | None = None  # the server's context size, once known
+        self._window_asked = False
 
     @classmethod
     def from_config(cls, config: Config) -> LLMClient:
@@ -64,15 +69,34 @@ class LLMClient:
     def __repr__(self) -> str:
         return f"LLMClient(url={self.url!r}, model={self.model!r})"
 
+    def context_window(self) -> int | None:
+        """The server's context size in tokens: learned from an overflow error, or asked of llama-server's
+        `GET /props` on first use (once per client; None when the server does not say)."""
+        if not self._window_asked:
+            self._window_asked = True
+            if urlsplit(self._base_url).hostname != "api.openai.com":  # OpenAI has no /props; others may
+                headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
+                found = read_props_window(self._base_url, headers)
+                self._window = found if self._window is None else min(self._window, found or self._window)
+        return self._window
+
+    def learn_context_window(self, tokens: int) -> None:
+        """Remember a context size the server named (an overflow error); the smallest one told wins."""
+        self._window = tokens if self._window is None else min(self._window, tokens)
+
     def stream(
         self, messages: list[dict], tools: list[dict], *, token: CancelToken, on_text: Callable[[str], None],
-        on_retry: Callable[[RetryNotice], None],
+        on_retry: Callable[[RetryNotice], None], max_tokens: int | None = None, json_object: bool = False,
     ) -> Completion:
         """Stream one completion: text deltas go to `on_text` as they arrive; returns the assembled reply."""
         body: dict[str, Any] = {"model": self.model, "messages": messages, "stream": True,
                                 "stream_options": {"include_usage": True}}
         if tools:
             body["tools"] = tools
+        if max_tokens is not None:
+            body["max_tokens"] = max_tokens
+        if json_object:
+            body["response_format"] = {"type": "json_object"}
         return self._with_retries(
             "stream", lambda progress: self._stream_once(body, token, on_text, progress), token, on_retry
         )

@@ -10,6 +10,8 @@ from typing import Any
 
 import requests
 
+from alex.agent.context_window import overflow
+
 MAX_RETRY_AFTER_S = 60.0  # a server asking for a longer wait is not waited for: the call fails at once
 
 
@@ -56,7 +58,7 @@ class LLMError(Exception):
 
     def __init__(
         self, message: str, *, status: int | None = None, retryable: bool = False, code: str | None = None,
-        retry_after_s: float | None = None,
+        retry_after_s: float | None = None, context_overflow: bool = False, context_window: int | None = None,
     ):
         super().__init__(message)
         self.message = message
@@ -64,6 +66,8 @@ class LLMError(Exception):
         self.retryable = retryable
         self.code = code  # the API's error code, e.g. "context_length_exceeded"
         self.retry_after_s = retry_after_s  # the wait the server asked for (Retry-After), if any
+        self.context_overflow = context_overflow  # the prompt is longer than the model's context
+        self.context_window = context_window  # the context size the server named, when it did
 
     def __str__(self) -> str:
         return self.message if self.status is None else f"{self.message} (HTTP {self.status})"
@@ -73,9 +77,16 @@ class LLMCancelled(Exception):
     """The cancel token fired while a call was running (or waiting to retry)."""
 
 
+def _error_object(payload: Any) -> Any:
+    """The error object of a body: `{"error": {...}}`, or the body itself (vLLM's `{"object": "error", …}`)."""
+    if isinstance(payload, dict) and "error" not in payload and "message" in payload:
+        return payload
+    return payload.get("error") if isinstance(payload, dict) else None
+
+
 def api_error_fields(payload: Any) -> tuple[str | None, str | None]:
-    """The message and code of an `{"error": {...}}` body (some servers send a bare string)."""
-    error = payload.get("error") if isinstance(payload, dict) else None
+    """The message and code of an `{"error": {...}}` body (some servers send a bare string, vLLM a flat object)."""
+    error = _error_object(payload)
     if isinstance(error, str):
         return error, None
     if isinstance(error, dict):
@@ -92,10 +103,14 @@ def http_error(response: requests.Response, body: bytes) -> LLMError:
         return LLMError(f"the LLM API answered {status} with a redirect to {location}; redirects are not followed "
                         "so the API key stays with ALEX_BASE_URL: check that setting", status=status)
     try:
-        message, code = api_error_fields(json.loads(body))
+        payload = json.loads(body)
     except ValueError:
-        message, code = None, None
+        payload = None
+    message, code = api_error_fields(payload)
     message = message or f"the LLM API answered {status} {response.reason or ''}".rstrip()
+    too_long, window = overflow(status, _error_object(payload), message)
+    if too_long:
+        return LLMError(message, status=status, code=code, context_overflow=True, context_window=window)
     retryable = status in (408, 409, 429) or status >= 500
     should_retry = response.headers.get("x-should-retry", "").lower()  # the API's own override, as in its SDK
     if should_retry in ("true", "false"):

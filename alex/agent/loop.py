@@ -5,16 +5,18 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from typing import Any
 
+from alex.agent.call_arguments import stored_arguments
+from alex.agent.calls import CallRunner
 from alex.agent.cancel import CancelToken, TaskCancelled
-from alex.agent.context import fit_context
+from alex.agent.context import estimate_tokens, fit_context
+from alex.agent.context_window import conversation_budget
 from alex.agent.lifecycle import TaskLifecycle
 from alex.agent.llm import Completion, LLMCancelled, LLMClient, LLMError, RetryNotice
 from alex.agent.prompts import ANALYSIS_PROMPT, SYSTEM_PROMPT
 from alex.agent.run_state import Run
-from alex.agent.tools import Tool, ToolContext, openai_tool_specs, run_tool
+from alex.agent.tools import Tool, ToolContext, openai_tool_specs
 from alex.config import Config
 from alex.store.base import SessionGone, Store
 from alex.store.records import Message, TaskBase
@@ -47,6 +49,8 @@ class AgentLoop:
         self._llm = llm
         self._tools = tools
         self._tool_specs = openai_tool_specs(tools)
+        self._tools_tokens = estimate_tokens([{"tools": self._tool_specs}])
+        self._calls = CallRunner(tools, self._tool_context)
 
     @property
     def llm(self) -> LLMClient:
@@ -62,12 +66,14 @@ class AgentLoop:
         try:
             self._run(run)
         except (TaskCancelled, LLMCancelled):
+            self._save_progress(run)
             self._end_cancelled(run)
         except IterationLimit:
             self._complete(run, run.last_content or "Stopped at the iteration limit.", "max_iterations")
         except TokenBudgetExceeded:
             self._complete(run, run.last_content or "Stopped at the token limit.", "max_tokens")
         except LLMError as error:
+            self._save_progress(run)
             self._lifecycle.fail(task, error.message, phase="llm", iteration=run.iteration)
         except SessionGone:
             log.info("session of task %s was deleted while it ran", task["id"])
@@ -84,15 +90,17 @@ class AgentLoop:
         conversation.append({"role": "user", "content": run.task["task"]})
         until_stored(self._store.save_messages, run.task["session_id"], conversation)
         answer = self._iterate(run, conversation)
-        self._complete(run, answer, "completed")
+        self._complete(run, answer, run.stop_reason)
 
     def _analyse(self, run: Run) -> tuple[str, str]:
         """Ask the model for an action name and goal; fall back to the task text when that fails."""
         messages = [{"role": "system", "content": ANALYSIS_PROMPT}, {"role": "user", "content": run.task["task"]}]
         try:
-            reply = self._llm.complete(messages, token=run.token, max_tokens=200, json_object=True)
-            parsed = json.loads(reply.content)
+            # Streamed, so that a slow local server is bounded per chunk (ALEX_LLM_READ_TIMEOUT_S), not in whole.
+            reply = self._llm.stream(messages, [], token=run.token, on_text=_ignore, on_retry=_ignore,
+                                     max_tokens=200, json_object=True)
             run.add_usage(reply.usage)
+            parsed = json.loads(reply.content)
             return str(parsed["action_name"])[:80], str(parsed["goal"])[:500]
         except (LLMError, ValueError, KeyError, TypeError):
             words = run.task["task"].split()
@@ -106,36 +114,49 @@ class AgentLoop:
             run.emit("iteration_start", iteration=run.iteration, total_iters=self._config.max_iterations)
             completion = self._think(run, conversation)
             conversation.append(_assistant_message(completion))
-            tools_run = [self._call_tool(run, call, conversation) for call in completion.tool_calls]
+            tools_run = self._calls.run_all(run, completion, conversation)
+            answer = run.answer_part(completion, conversation)
             until_stored(self._store.save_messages, run.task["session_id"], conversation)
             tokens = completion.usage.total_tokens if completion.usage else 0
-            run.emit("iteration_complete", iteration=run.iteration, tokens_used=tokens, tools_run=len(tools_run))
+            run.emit("iteration_complete", iteration=run.iteration, tokens_used=tokens, tools_run=tools_run)
             log.info("iteration %d done: tools [%s], %d tokens", run.iteration,
                      ", ".join(call.name for call in completion.tool_calls), tokens)
-            until_stored(self._store.update_task, run.task["id"], iterations=run.iteration, **run.usage_fields())
-            if not completion.tool_calls:
-                return completion.content
+            self._save_progress(run)
+            if answer is not None:
+                return answer
+            if run.repeats.exhausted:
+                run.stop_reason = "repeated_calls"
+                return run.last_content or "Stopped: the model kept repeating tool calls that had already run."
             if run.total_tokens > self._config.task_max_tokens:
                 raise TokenBudgetExceeded
         raise IterationLimit
 
     def _think(self, run: Run, conversation: list[Message]) -> Completion:
-        """One streamed completion; when the API says the context is too long, compact to half and retry once."""
-        budget = self._config.context_tokens
+        """One streamed completion; when the server says the context is too long, fit the conversation to the
+        size it names (else to half the budget) and retry once."""
+        budget = self._budget()
         try:
             completion = self._stream_completion(run, conversation, budget)
         except LLMError as error:
-            if error.code != "context_length_exceeded":
+            if not (error.context_overflow or error.code == "context_length_exceeded"):
                 raise
+            if error.context_window:
+                self._llm.learn_context_window(error.context_window)
+            told = f" ({error.context_window} tokens)" if error.context_window else ""
             run.emit("error", iteration=run.iteration, phase="llm", recoverable=True, terminal=False, retryable=False,
-                     error="the conversation is longer than the model's context; older tool output and turns are "
-                           "left out and the call is retried")
-            completion = self._stream_completion(run, conversation, budget // 2)
+                     error=f"the conversation is longer than the model's context{told}; older tool output and turns "
+                           "are left out and the call is retried")
+            completion = self._stream_completion(run, conversation, min(budget // 2, self._budget()))
         run.add_usage(completion.usage)
         run.last_content = completion.content or run.last_content
         run.emit("think_complete", iteration=run.iteration, content=completion.content,
                  tool_call_count=len(completion.tool_calls))
         return completion
+
+    def _budget(self) -> int:
+        """Estimated tokens the conversation may take (ALEX_CONTEXT_TOKENS, less when the server's context is
+        known)."""
+        return conversation_budget(self._config.context_tokens, self._llm.context_window(), self._tools_tokens)
 
     def _stream_completion(self, run: Run, conversation: list[Message], budget: int) -> Completion:
         messages = fit_context([{"role": "system", "content": SYSTEM_PROMPT}, *conversation], budget)
@@ -152,18 +173,6 @@ class AgentLoop:
         run.emit("error", iteration=run.iteration, phase="llm", error=message, recoverable=True, terminal=False,
                  retryable=False)
 
-    def _call_tool(self, run: Run, call: Any, conversation: list[Message]) -> dict[str, Any]:
-        run.token.raise_if_cancelled()
-        run.emit("tool_call_start", iteration=run.iteration, call_id=call.id, tool_name=call.name,
-                 arguments=_parsed_arguments(call.arguments))
-        started = time.monotonic()
-        context = self._tool_context(run, call)
-        result = run_tool(self._tools, call.name, call.arguments, context)
-        run.emit("tool_call_complete", call_id=call.id, tool_name=call.name, result=result["output"],
-                 error=result["error"], duration=round((time.monotonic() - started) * 1000))
-        conversation.append({"role": "tool", "tool_call_id": call.id, "content": _tool_message(result)})
-        return result
-
     def _tool_context(self, run: Run, call: Any) -> ToolContext:
         def emit_output(chunk: str, stream: str) -> None:
             run.emit("tool_call_stream", call_id=call.id, tool_name=call.name, chunk=chunk, stream=stream)
@@ -175,6 +184,10 @@ class AgentLoop:
             bash_timeout_s=self._config.bash_timeout_s, output_limit=self._config.tool_output_limit,
             workspace_max_bytes=self._config.workspace_max_mb * 1024 * 1024,
         )
+
+    def _save_progress(self, run: Run) -> None:
+        """Keep the iterations and tokens used so far on the task record (a task that fails or is cancelled too)."""
+        until_stored(self._store.update_task, run.task["id"], iterations=run.iteration, **run.usage_fields())
 
     def _complete(self, run: Run, answer: str, stop_reason: str) -> None:
         self._lifecycle.complete(run.task, answer, total_iterations=run.iteration, total_tokens=run.total_tokens,
@@ -192,23 +205,16 @@ class AgentLoop:
 
 
 def _assistant_message(completion: Completion) -> Message:
-    message: Message = {"role": "assistant", "content": completion.content or None}
+    # content may be null only beside tool calls (strict servers refuse an assistant message with neither)
+    message: Message = {"role": "assistant", "content": completion.content or (None if completion.tool_calls else "")}
     if completion.tool_calls:
         message["tool_calls"] = [
-            {"id": call.id, "type": "function", "function": {"name": call.name, "arguments": call.arguments}}
+            {"id": call.id, "type": "function",
+             "function": {"name": call.name, "arguments": stored_arguments(call.arguments)}}
             for call in completion.tool_calls
         ]
     return message
 
 
-def _parsed_arguments(raw: str) -> Any:
-    try:
-        return json.loads(raw) if raw else {}
-    except ValueError:
-        return raw
-
-
-def _tool_message(result: dict[str, Any]) -> str:
-    if result["error"]:
-        return f"ERROR: {result['error']}\n{result['output']}".rstrip()
-    return result["output"]
+def _ignore(_: object) -> None:
+    """A callback for what the analysis call reports: its text and retries are not shown to clients."""

@@ -21,3 +21,6 @@ you did and what you found (a few sentences or a short list), and anything left 
 ANALYSIS_PROMPT = """Read the user's task and answer with a JSON object only, of the form
 {"action_name": "<2-4 word label of the action, e.g. 'Fix failing test'>", "goal": "<one sentence: what done looks \
 like>"}"""
+
+CONTINUE_PROMPT = ("Your last reply was cut off at the output token limit. Continue exactly where it stopped, "
+                   "without repeating what you already wrote.")

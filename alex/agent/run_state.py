@@ -6,7 +6,10 @@ import time
 from typing import Any
 
 from alex.agent.cancel import CancelToken
-from alex.store.records import TaskBase
+from alex.agent.llm_types import Completion
+from alex.agent.prompts import CONTINUE_PROMPT
+from alex.agent.repeats import RepeatGuard
+from alex.store.records import Message, TaskBase
 from alex.streaming.publisher import Publisher
 
 
@@ -23,6 +26,9 @@ class Run:
         self.completion_tokens = 0
         self.total_tokens = 0
         self.last_content = ""
+        self.repeats = RepeatGuard()
+        self.stop_reason = "completed"  # what task_complete reports when the model answers
+        self._answer_head = ""  # an answer cut at the output token limit, before its continuation
 
     def emit(self, event_type: str, **fields: Any) -> None:
         """Publish one event of this task (logged, then streamed), then let other greenlets run.
@@ -46,6 +52,27 @@ class Run:
         """The task record's token counters."""
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
                 "total_tokens": self.total_tokens}
+
+    def answer_part(self, completion: Completion, conversation: list[Message]) -> str | None:
+        """The final answer given by a reply without tool calls, or None while the model goes on working.
+
+        A text cut at the output token limit (`finish_reason: "length"`) is continued once: a user message asks
+        for the rest, and the answer is both parts. Cut again, it is the answer, with stop_reason "truncated".
+        """
+        if completion.tool_calls:
+            self._answer_head = ""  # the model went on working: what it wrote before is no part of an answer
+            return None
+        if completion.finish_reason != "length":
+            return self._answer_head + completion.content
+        if self._answer_head or self.stop_reason == "truncated":
+            self.stop_reason = "truncated"
+            return self._answer_head + completion.content
+        self._answer_head = completion.content
+        if not self._answer_head:
+            self.stop_reason = "truncated"  # nothing to continue from
+            return ""
+        conversation.append({"role": "user", "content": CONTINUE_PROMPT})
+        return None
 
     def time_out(self) -> None:
         """Called by the deadline timer: stop the task at once (LLM stream and bash included)."""

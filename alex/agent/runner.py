@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from alex.agent.cancel import CancelToken
 from alex.agent.lifecycle import TaskLifecycle
-from alex.observability.context import carry
+from alex.observability.context import carry, log_ids
 from alex.store.base import StoreUnavailable
 from alex.store.records import TaskBase
 
@@ -46,6 +46,25 @@ def worker_identity() -> str:
     """Who runs a task: host, pid and a random part (a restarted process that got the same pid is another
     worker); stored with each task it holds."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def worker_gone(worker: str, *, one_host: bool) -> bool:
+    """True when `worker` (a worker_identity) is known to be gone: a process of this host that no longer
+    exists, or with `one_host` (every process on this host, as on the embedded store) another host's (this
+    machine before a rename, a container before it was recreated). False when it may be alive."""
+    host, _, rest = worker.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname():
+        return one_host
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists but is not ours to signal
+        return False
+    return False
 
 
 class TaskRunner:
@@ -109,7 +128,8 @@ class TaskRunner:
         with self._lock:
             self._held[task["id"]] = _Held(task)
         # The task's log lines carry its ids and the id of the request that submitted it.
-        self._executor.submit(carry(self._run, task_id=task["id"], session_id=task["session_id"]), task["id"])
+        ids = log_ids(task)
+        self._executor.submit(carry(self._run, **ids), task["id"])
 
     def cancel(self, task_id: str, reason: str) -> bool:
         """Cancel a task held here: a queued one ends now, a running one is signalled (LLM and bash stop).

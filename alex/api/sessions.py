@@ -5,8 +5,10 @@ from __future__ import annotations
 from flask import Blueprint
 
 from alex.api.inputs import path_id, query_args
-from alex.api.owner import current_owner, owned_session, take_session
+from alex.api.owner import current_owner, find_session, take_session
+from alex.api.replies import no_content
 from alex.api.stopping import stop_task
+from alex.ids import client_session_id
 from alex.schemas import SessionListQuerySchema, session_schema, session_summaries_schema
 from alex.security.auth import issue_stream_token
 from alex.services import services
@@ -24,28 +26,28 @@ def list_sessions():
     sessions, total = services().store.list_sessions(current_owner(), args["limit"], args["offset"])
     if args["detail"]:
         return {"sessions": session_summaries_schema.dump(sessions), "total": total}
-    return {"sessions": [session["id"] for session in sessions], "total": total}
+    return {"sessions": [client_session_id(session["id"]) for session in sessions], "total": total}
 
 
 @bp.get("/<session_id>")
 def get_session(session_id: str):
     """The session's conversation and todos."""
-    return session_schema.dump(owned_session(path_id(session_id, "session")))
+    return session_schema.dump(find_session(path_id(session_id, "session")))
 
 
 @bp.post("/<session_id>/stream-token")
 def create_stream_token(session_id: str):
     """`{"token", "expires_in"}` for `GET /api/sse?session_id=<id>&access_token=<token>` (EventSource sends no
     headers); the session is created when first named, like a stream or a task would."""
-    session = take_session(path_id(session_id, "session"))
-    return issue_stream_token(session["id"]), 200, {"Cache-Control": "no-store"}
+    take_session(path_id(session_id, "session"))
+    return issue_stream_token(session_id), 200, {"Cache-Control": "no-store"}  # the client's id, as it will ask
 
 
 @bp.delete("/<session_id>")
 def delete_session(session_id: str):
     """Close the session to new tasks, cancel its task, end its streams, delete its data and workspace."""
     svc = services()
-    session = owned_session(path_id(session_id, "session"))
+    session = find_session(path_id(session_id, "session"))
     svc.store.mark_session_closing(session["id"])
     task = svc.store.active_task(session["id"])
     if task is not None:
@@ -53,4 +55,4 @@ def delete_session(session_id: str):
     svc.broadcaster.close_session(session["id"])
     svc.store.delete_session(session["id"])
     remove_workspace(svc.config.workspace_root, session["id"])
-    return "", 204
+    return no_content()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from alex.agent.runner import worker_gone
 from alex.services import Services
 from alex.store.base import ACTIVE_STATUSES
 from alex.store.records import TaskRecord
@@ -22,7 +23,7 @@ def stop_task(svc: Services, task: TaskRecord, reason: str, *, wait_s: float = 0
         if wait_s and not svc.runner.wait(task["id"], wait_s):
             svc.lifecycle.cancel(task, reason, wait=False)
         return
-    if svc.bus.shared and _held_elsewhere(task, svc.runner.identity):
+    if svc.bus.shared and _held_elsewhere(task, svc.runner.identity, one_host=svc.bus.one_host):
         svc.bus.request_cancel(task["id"], reason)  # the process that runs it stops it when its reader gets there
         if wait_s and not _ended_within(svc, task["id"], wait_s):
             svc.lifecycle.cancel(task, reason, wait=False)
@@ -30,10 +31,13 @@ def stop_task(svc: Services, task: TaskRecord, reason: str, *, wait_s: float = 0
     svc.lifecycle.cancel(task, reason, wait=False)
 
 
-def _held_elsewhere(task: TaskRecord, here: str) -> bool:
-    """True when another process holds the task and its lease runs (it renews it while alive)."""
+def _held_elsewhere(task: TaskRecord, here: str, *, one_host: bool) -> bool:
+    """True when another process holds the task and its lease runs (it renews it while alive), unless that
+    process is known to be gone (a crash before a restart: end its task now)."""
     lease_until = task["lease_until"]
-    return task["worker"] != here and lease_until is not None and lease_until > time.time()
+    worker = task["worker"]
+    return (worker is not None and worker != here and lease_until is not None and lease_until > time.time()
+            and not worker_gone(worker, one_host=one_host))
 
 
 def _ended_within(svc: Services, task_id: str, wait_s: float) -> bool:

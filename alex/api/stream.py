@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import socket
+from typing import Any
 
 from flask import Blueprint, Response, request
 
 from alex.api.inputs import query_args
-from alex.api.owner import current_owner, owned_session
-from alex.errors import AlexError, Overloaded
+from alex.api.owner import current_owner, session_key
+from alex.api.replies import no_content
+from alex.errors import AlexError, NotFound, Overloaded
 from alex.schemas import StreamQuerySchema
 from alex.security.limits import client_id, enforce_stream_cap
 from alex.services import Services, services
@@ -20,6 +22,7 @@ from alex.streaming.stream import SessionStream
 
 log = logging.getLogger(__name__)
 bp = Blueprint("stream", __name__)
+STREAM_PATH = "/api/sse"
 _stream_query = StreamQuerySchema()
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -32,7 +35,7 @@ class InvalidCursor(AlexError):
     status, code = 400, "invalid_last_event_id"
 
 
-@bp.get("/api/sse")
+@bp.get(STREAM_PATH)
 def stream():
     """Stream the session's events: `connected` at once, then every event after the cursor, then live.
 
@@ -56,14 +59,19 @@ def _stream(svc: Services):
         )
     args = query_args(_stream_query)
     cursor = _client_cursor(svc, args)
-    session_id = args["session_id"]
-    if svc.store.get_session(session_id) is None:
+    session_id = session_key(args["session_id"])  # as stored; the stream shows the client its own id
+    # One store call answers the open (a reconnect storm after a restart is thousands of them at once).
+    start = svc.store.stream_start(session_id, cursor)
+    if start is None:
         if cursor not in (None, "0"):
-            return "", 204  # a stale cursor of a deleted session: tell EventSource to stop reconnecting
+            return no_content()  # a stale cursor of a deleted session: tell EventSource to stop reconnecting
         svc.store.ensure_session(session_id, current_owner())
-    if owned_session(session_id)["closing"]:
-        return "", 204
-    return _open_stream(svc, session_id, cursor)
+        start = svc.store.stream_start(session_id, cursor)
+    if start is None or start.owner != current_owner():
+        raise NotFound("No session with that id.")
+    if start.closing:
+        return no_content()
+    return _open_stream(svc, session_id, start.cursor)
 
 
 def _client_cursor(svc: Services, args: dict) -> str | None:
@@ -80,17 +88,14 @@ def _client_cursor(svc: Services, args: dict) -> str | None:
     return cursor
 
 
-def _open_stream(svc: Services, session_id: str, cursor: str | None) -> Response:
+def _open_stream(svc: Services, session_id: str, cursor: str) -> Response:
     if svc.broadcaster.count() >= svc.config.max_streams:
         raise Overloaded("This server holds as many streams as it can; retry shortly.", headers={"Retry-After": "5"})
     client = client_id()
     enforce_stream_cap(svc.broadcaster, client, svc.config.max_streams_per_client)
+    # Subscribed after the cursor was resolved: the stream's first step reads the log after it, so an event
+    # appended in between is read there (and one also in the window is skipped by its id).
     subscriber = svc.broadcaster.subscribe(session_id, client=client)
-    try:
-        cursor = svc.store.resume_cursor(session_id, cursor)
-    except BaseException:
-        svc.broadcaster.unsubscribe(subscriber)
-        raise
     sock = request.environ.get("gunicorn.socket")
     if sock is not None:
         # Bound every write: a client that stops reading is dropped instead of pinning a greenlet.
@@ -112,6 +117,22 @@ def _reconnect_later(svc: Services, why: str) -> Response:
     log.info("stream refused for now: %s", why)
     body = encode_frame(retry_ms=svc.config.sse_retry_ms) + encode_comment(f"{why}; reconnect")
     return Response(body, mimetype="text/event-stream", headers=SSE_HEADERS)
+
+
+class CloseAfterStream:
+    """WSGI middleware: a stream's response says `Connection: close` (under gunicorn), as it is closed at its
+    end (`_end_connection`); gunicorn would otherwise announce keep-alive for a chunked response. It reaches
+    gunicorn's response object through `start_response`, the object's bound method."""
+
+    def __init__(self, wsgi_app: Any):
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO") == STREAM_PATH:
+            force_close = getattr(getattr(start_response, "__self__", None), "force_close", None)
+            if callable(force_close):
+                force_close()
+        return self.wsgi_app(environ, start_response)
 
 
 def _end_connection(sock: socket.socket) -> None:

@@ -6,9 +6,9 @@ from flask import Blueprint, url_for
 
 from alex.agent.runner import RunnerRefused
 from alex.api.inputs import json_body, path_id, query_args
-from alex.api.owner import current_owner, owned_task, take_session
+from alex.api.owner import current_owner, owned_task, session_key, take_session
 from alex.api.stopping import stop_task
-from alex.errors import Overloaded, SessionBusy, SessionClosed, TaskFinished
+from alex.errors import LLMNotConfigured, Overloaded, SessionBusy, SessionClosed, TaskFinished
 from alex.ids import new_session_id
 from alex.schemas import TaskCreateSchema, TaskListQuerySchema, task_schema, tasks_schema
 from alex.security.limits import rate_limited
@@ -25,10 +25,12 @@ def create_task():
     """Queue a task in the named session (a new one when absent); 202 with its ids."""
     svc = services()
     body = json_body(TaskCreateSchema(svc.config.max_task_chars))
+    if svc.llm_refusal is not None:  # the task could only fail: say why now
+        raise LLMNotConfigured(svc.llm_refusal)
     session_id = body.get("session_id") or new_session_id()
-    take_session(session_id)
+    session = take_session(session_id)
     try:
-        task = svc.runner.accept(session_id, body["task"], current_owner())
+        task = svc.runner.accept(session["id"], body["task"], current_owner())
     except RunnerRefused as refused:
         raise Overloaded(str(refused), headers={"Retry-After": str(refused.retry_after_s)}) from None
     except SessionBusyError:
@@ -44,8 +46,10 @@ def create_task():
 def list_tasks():
     """Tasks newest first, filtered by session and status."""
     args = query_args(_task_list_query)
+    session_id = args.get("session_id")
     tasks, total = services().store.list_tasks(
-        current_owner(), args.get("session_id"), args.get("status"), args["limit"], args["offset"]
+        current_owner(), None if session_id is None else session_key(session_id), args.get("status"),
+        args["limit"], args["offset"],
     )
     return {"tasks": tasks_schema.dump(tasks), "total": total}
 

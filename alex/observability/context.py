@@ -1,4 +1,5 @@
-"""The ids a log line carries (request, session, task), kept in context variables.
+"""The ids a log line carries (request, session, task, and the owner: an API key's non-secret id), kept in
+context variables. `session_id` is the id the client knows; with `owner` it names the stored session.
 
 Context variables are per thread and, under gevent, per greenlet (each greenlet starts with an
 empty context), so a request's ids never leak into another request or into a task's thread.
@@ -7,12 +8,14 @@ empty context), so a request's ids never leak into another request or into a tas
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
 
-FIELDS = ("request_id", "session_id", "task_id")
+from alex.ids import client_session_id
+
+FIELDS = ("request_id", "session_id", "task_id", "owner")
 _VARS: dict[str, ContextVar[str | None]] = {name: ContextVar(f"alex_{name}", default=None) for name in FIELDS}
 
 P = ParamSpec("P")
@@ -38,6 +41,11 @@ def bound_ids(**ids: str | None) -> Iterator[None]:
     finally:
         for var, token in reversed(tokens):
             var.reset(token)
+
+
+def log_ids(task: Mapping[str, Any]) -> dict[str, str | None]:
+    """The ids a task's log lines carry: its id, its session as the client knows it, its owner (None: anonymous)."""
+    return {"task_id": task["id"], "session_id": client_session_id(task["session_id"]), "owner": task["owner"] or None}
 
 
 def carry(function: Callable[P, R], **ids: str | None) -> Callable[P, R]:

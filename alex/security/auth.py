@@ -23,6 +23,11 @@ log = logging.getLogger(__name__)
 METRICS_PATH = "/metrics"
 STREAM_PATH = "/api/sse"  # the one route that also takes ?access_token= (EventSource cannot send headers)
 OPEN_API_PATHS = frozenset({"/api/openapi.json"})
+ACCESS_TOKEN_HELP = (
+    "The access token is not a valid stream token (an API key is never accepted in the URL: it would end up in "
+    "logs and browser history). Get a stream token with POST /api/sessions/<id>/stream-token "
+    "(Authorization: Bearer <key>) and pass that as ?access_token=."
+)
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="alex"'}
 
 
@@ -111,19 +116,20 @@ def _check_metrics_token(token: str) -> None:
 
 
 def _access_token_owner(security: Security, access_token: str) -> str:
-    """The owner of a stream token for the requested session, or of an API key given as access token."""
+    """The owner of a stream token for the requested session; Unauthorized (401) for anything else.
+
+    A raw API key is refused here like any other value that is not a stream token: a query string ends up in
+    proxy logs and browser history, a key there would be exposed for as long as those are kept.
+    """
     try:
         reconnect = bool(request.headers.get("Last-Event-ID", "").strip())  # EventSource's own reconnect
         owner = security.tokens.owner_for(access_token, request.args.get("session_id", ""), reconnect=reconnect)
     except TokenRejected as rejected:
         raise Unauthorized(str(rejected)) from None
-    if owner is None:
-        owner = security.keys.owner_of(access_token)
-    elif owner not in security.keys.owners:
+    if owner is not None and owner not in security.keys.owners:
         owner = None  # signed for a key that has since been removed from ALEX_API_KEYS
     if owner is None:
-        raise Unauthorized("The access token is not valid; get a stream token from "
-                           "POST /api/sessions/<id>/stream-token.")
+        raise Unauthorized(ACCESS_TOKEN_HELP)
     return owner
 
 

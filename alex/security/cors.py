@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from urllib.parse import urlsplit
 
@@ -9,6 +10,7 @@ from flask import Flask, Response, request
 
 from alex.config import Config, ConfigError
 
+log = logging.getLogger(__name__)
 ALLOW_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
 ALLOW_HEADERS = "Content-Type, Authorization"
 EXPOSE_HEADERS = "X-Request-ID, Location, Retry-After"
@@ -71,6 +73,7 @@ class OriginPolicy:
 def register_cors(app: Flask, config: Config) -> None:
     """Answer preflights with 204 before auth runs, and add CORS headers for allowed origins to every response."""
     policy = OriginPolicy(allowed_origins(config.cors_allowed_origins), config.trusted_proxy_hops > 0)
+    _log_allowed_origins(config, policy)
 
     @app.before_request
     def answer_preflight() -> Response | None:
@@ -92,6 +95,18 @@ def register_cors(app: Flask, config: Config) -> None:
             response.headers["Access-Control-Expose-Headers"] = EXPOSE_HEADERS
         # Never Access-Control-Allow-Credentials: auth is a bearer key, not a cookie.
         return response
+
+
+def _log_allowed_origins(config: Config, policy: OriginPolicy) -> None:
+    """Say at start-up which origins may read answers; warn when a production server allows none."""
+    proxied = " (and, behind the trusted proxies, the public origin they name)" if policy.trust_proxy else ""
+    if policy.allowed:
+        log.info("CORS: browsers on %s may call this API%s.", ", ".join(sorted(policy.allowed)), proxied)
+    elif config.production:
+        log.warning("CORS: CORS_ALLOWED_ORIGINS is not set, so no browser page on another origin may call this "
+                     "API%s. Set it to the origins of your web front ends.", proxied)
+    else:
+        log.info("CORS: no origin may call this API from a browser%s.", proxied)
 
 
 def _is_preflight() -> bool:

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Flask, request
+from flask import Flask, Response, request
 from flask_limiter import Limiter, RateLimitExceeded
 
 from alex.api.owner import current_owner
@@ -44,7 +44,7 @@ class HeadersTooLarge(AlexError):
 
 
 def rate_limited(view: View) -> View:
-    """Mark a view as counted against ALEX_RATE_LIMIT; `register_limits` applies the limit in each app."""
+    """Mark a view as limited by ALEX_RATE_LIMIT (its 202 answers count); `register_limits` applies it in each app."""
     setattr(view, _MARK, True)
     return view
 
@@ -79,7 +79,10 @@ def register_limits(app: Flask, config: Config, *, key_prefix: str = "alex") -> 
     for endpoint, view in list(app.view_functions.items()):
         if getattr(view, _MARK, False):
             # Checked inside the view (after every before_request hook, so after auth has set the owner).
-            app.view_functions[endpoint] = limiter.limit(rate, key_func=_limit_key)(view)  # type: ignore[assignment]
+            # Counted only when accepted (deduct_when): a submission refused as overloaded (503), invalid (422)
+            # or for a busy session (409) made no task, so retrying it must not use up the client's budget.
+            limited = limiter.limit(rate, key_func=_limit_key, deduct_when=_accepted)
+            app.view_functions[endpoint] = limited(view)  # type: ignore[assignment]
 
     @app.errorhandler(RateLimitExceeded)
     def handle_rate_limited(error: RateLimitExceeded):
@@ -121,6 +124,16 @@ def _limits_storage_uri(redis_url: str) -> str:
     if redis_url.startswith("unix://"):
         return "redis+" + redis_url
     return redis_url
+
+
+def _accepted(response: Response) -> bool:
+    """Whether a rate-limited request counts: only a submission the server took (202 Accepted).
+
+    The limit is checked before the view and counted after it, so submissions of one client that are in
+    flight at the same moment are all checked against the same count: a burst can pass the limit by that
+    many. The runner's bounded queue (503 overloaded) caps such a burst.
+    """
+    return response.status_code == 202
 
 
 def _limit_key() -> str:

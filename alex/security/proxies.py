@@ -13,7 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from alex.config import Config
 
 # One `name=value` pair of a Forwarded element; a value is a token or a quoted string (RFC 7239 §4).
-_PAIR = re.compile(r'\s*([A-Za-z][A-Za-z0-9_.-]*)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s;,"]*)\s*([;,]|$)')
+_PAIR = re.compile(r'\s*([A-Za-z][A-Za-z0-9_.-]*)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s;,"]*)\s*([;,]|\Z)')
 _HOST = re.compile(r"[A-Za-z0-9.-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?")
 _PROTO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 

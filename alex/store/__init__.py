@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from alex.config import Config
 from alex.store.base import Bus, Store
-from alex.store.local_bus import LocalBus
 from alex.store.sqlite import SQLiteStore
+from alex.store.sqlite_bus import SQLiteBus
 
 
 def build_store(config: Config) -> Store:
@@ -19,11 +19,13 @@ def build_store(config: Config) -> Store:
 
 
 def build_bus(config: Config, store: Store) -> Bus:
-    """The bus the configuration asks for: Redis's bus stream with REDIS_URL, else in-process delivery."""
+    """The bus the configuration asks for: Redis's bus stream with REDIS_URL, else in-process delivery with a tail
+    of what other processes write to the file."""
     if config.redis_url:
         from alex.store.redis_bus import RedisBus
         from alex.store.redis_store import RedisStore
 
         assert isinstance(store, RedisStore)
         return RedisBus(config.redis_url, store.bus_key)
-    return LocalBus()
+    assert isinstance(store, SQLiteStore)
+    return SQLiteBus(store)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -45,6 +45,16 @@ class StoredEvent:
 def event_id_key(event_id: str) -> tuple[int, ...]:
     """A sortable key of an event id, an opaque string of the store: "42" -> (42,), Redis's "1700-3" -> (1700, 3)."""
     return tuple(int(part) for part in event_id.split("-"))
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStart:
+    """What opening a stream of an existing session needs: its owner, whether it is being deleted, and the
+    cursor the stream resumes after (`Store.resume_cursor`'s answer)."""
+
+    owner: str
+    closing: bool
+    cursor: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +144,10 @@ class Store(Protocol):
         for a cursor of an earlier incarnation (deleted and created again) or never issued by this store,
         and after the newest event when `cursor` is None."""
 
+    def stream_start(self, session_id: str, cursor: str | None) -> StreamStart | None:
+        """Everything a stream's open reads, in one round trip to the store (thousands of clients reconnect at
+        once after a restart): None when the session does not exist."""
+
     def shared_secret(self, name: str) -> str:
         """A random secret made the first time `name` is asked for and kept by the store: the same for every
         process on it, across restarts."""
@@ -150,16 +164,19 @@ class Store(Protocol):
 
 Deliver = Callable[[StoredEvent], object]  # what it returns is ignored
 CancelHeld = Callable[[str, str], object]  # (task id, reason): stop the task if this process holds it
+Watched = Callable[[], Mapping[str, str]]  # session id -> the lowest cursor of this process's streams of it
 
 
 class Bus(Protocol):
     """Live fan-out of appended events to every process; each process feeds its broadcaster from it."""
 
     shared: bool  # True when other processes are on it (a task not held here may be running elsewhere)
+    one_host: bool  # True when those processes are all on this host (the embedded file)
 
-    def start(self, deliver: Deliver, cancel: CancelHeld | None = None) -> None:
+    def start(self, deliver: Deliver, cancel: CancelHeld | None = None, watched: Watched | None = None) -> None:
         """Begin calling `deliver` for every event published by any process, and `cancel` for every cancel
-        request made by any process."""
+        request made by any process. `watched` tells which sessions this process's streams follow (a bus
+        that cannot deliver everything, like the embedded one, delivers other processes' events to those)."""
 
     def publish(self, event: StoredEvent) -> None:
         """Hand an appended event to every process's `deliver` (this process included)."""

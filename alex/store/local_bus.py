@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from alex.store.base import CancelHeld, Deliver, StoredEvent
+from alex.store.base import CancelHeld, Deliver, StoredEvent, Watched
 
 
 class LocalBus:
     """Delivers each published event straight to this process's broadcaster."""
 
     shared = False  # the embedded backend has one process: a task not held here is held by nobody
+    one_host = True
 
     def __init__(self) -> None:
         self._deliver: Deliver | None = None
         self._cancel: CancelHeld | None = None
 
-    def start(self, deliver: Deliver, cancel: CancelHeld | None = None) -> None:
-        """Deliver every later `publish` to `deliver`, and cancel requests to `cancel`."""
+    def start(self, deliver: Deliver, cancel: CancelHeld | None = None, watched: Watched | None = None) -> None:
+        """Deliver every later `publish` to `deliver`, and cancel requests to `cancel` (`watched` is not needed:
+        every event of this process is published here)."""
         self._deliver = deliver
         self._cancel = cancel
 

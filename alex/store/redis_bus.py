@@ -15,7 +15,7 @@ from typing import Any
 
 import redis
 
-from alex.store.base import CancelHeld, Deliver, StoredEvent
+from alex.store.base import CancelHeld, Deliver, StoredEvent, Watched
 from alex.store.redis_store import BUS_LENGTH, redis_client
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,7 @@ class RedisBus:
     """Delivers every event appended by any process (the store copies each append to `bus_key`)."""
 
     shared = True
+    one_host = False
 
     def __init__(self, url: str, bus_key: str):
         self._redis = redis_client(url)
@@ -36,9 +37,9 @@ class RedisBus:
         self._reader: threading.Thread | None = None
         self.last_id = "0"
 
-    def start(self, deliver: Deliver, cancel: CancelHeld | None = None) -> None:
+    def start(self, deliver: Deliver, cancel: CancelHeld | None = None, watched: Watched | None = None) -> None:
         """Deliver every event appended from now on, and every cancel request (a greenlet under gevent, a daemon
-        thread otherwise)."""
+        thread otherwise); `watched` is not needed: every process's events come through the bus stream."""
         self.last_id = self._newest_id()
         self._reader = threading.Thread(target=self._read, args=(deliver, cancel), name="alex-bus", daemon=True)
         self._reader.start()

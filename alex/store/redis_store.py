@@ -34,6 +34,7 @@ from alex.store.base import (
     StoredEvent,
     StoreError,
     StoreUnavailable,
+    StreamStart,
     event_id_key,
 )
 from alex.store.records import TASK_UPDATABLE, Message, SessionRecord, SessionSummary, TaskBase, TaskRecord, Todo
@@ -41,6 +42,7 @@ from alex.store.retry import until_stored
 from alex.textsafe import valid_unicode
 
 SOCKET_TIMEOUT_S = 10  # a Redis that stops answering is a fault after this long (above the bus's XREAD block)
+POOL_CONNECTIONS = 100  # connections to Redis one process opens at most
 BUS_LENGTH = 100_000  # entries kept on the bus stream: what a process reconnecting to Redis can still catch up on
 _EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")
 _TASK_DEFAULTS = {"status": "queued", "started_at": None, "finished_at": None, "final_answer": None, "error": None,
@@ -50,9 +52,15 @@ _TASK_DEFAULTS = {"status": "queued", "started_at": None, "finished_at": None, "
 def redis_client(url: str) -> redis.Redis:
     """A client of `url`: bounded connects and replies (a Redis that stops answering is a fault, not a hang), and
     redis-py's own retry of a command whose connection dropped (which can repeat a script that did run: see the
-    README's Redis notes)."""
-    return redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5, socket_timeout=SOCKET_TIMEOUT_S,
-                                socket_keepalive=True, health_check_interval=30)
+    README's Redis notes).
+
+    Its pool blocks: a caller beyond POOL_CONNECTIONS waits for a free connection (a fault after SOCKET_TIMEOUT_S)
+    instead of failing at once, as redis-py's default pool does past its 100 (one gevent worker easily has
+    hundreds of requests on Redis at once: a reconnect storm)."""
+    pool = redis.BlockingConnectionPool.from_url(
+        url, max_connections=POOL_CONNECTIONS, timeout=SOCKET_TIMEOUT_S, decode_responses=True,
+        socket_connect_timeout=5, socket_timeout=SOCKET_TIMEOUT_S, socket_keepalive=True, health_check_interval=30)
+    return redis.Redis.from_pool(pool)
 
 
 class RedisStore:
@@ -280,10 +288,22 @@ class RedisStore:
             return self.latest_event_id(session_id) or "0"
         if cursor == "0":
             return "0"
-        first = self._call("hget", self._key("session", session_id), "first_event_id")
-        if first is None or event_id_key(cursor) < event_id_key(first):
-            return "0"  # a cursor of an earlier session of the same name: the whole session
-        return cursor  # Redis itself never loses an acknowledged append: a newer cursor resumes after itself
+        return _resumed(cursor, self._call("hget", self._key("session", session_id), "first_event_id"))
+
+    def stream_start(self, session_id: str, cursor: str | None) -> StreamStart | None:
+        pipe = self._redis.pipeline(transaction=False)  # one round trip, no MULTI: both reads stand alone
+        pipe.hmget(self._key("session", session_id), "owner", "closing", "first_event_id")
+        if cursor is None:
+            pipe.xrevrange(self._key("events", session_id), "+", "-", count=1)
+        answers = self._execute(pipe)
+        owner, closing, first = answers[0]
+        if owner is None:
+            return None
+        if cursor is None:
+            resumed = answers[1][0][0] if answers[1] else "0"
+        else:
+            resumed = "0" if cursor == "0" else _resumed(cursor, first)
+        return StreamStart(owner, closing == "1", resumed)
 
     def flush(self, timeout_s: float) -> bool:
         return True  # nothing waits in memory
@@ -319,6 +339,13 @@ def _faults_mapped(call: Any, *args: Any, **kwargs: Any) -> Any:
         if isinstance(error, faults) or str(error).startswith(_FAULT_REPLIES):
             raise StoreUnavailable(f"redis: {error}") from None
         raise
+
+
+def _resumed(cursor: str, first_event_id: str | None) -> str:
+    """resume_cursor's rule for a cursor other than "0", given the session's first event id (None: no session)."""
+    if first_event_id is None or event_id_key(cursor) < event_id_key(first_event_id):
+        return "0"  # a cursor of an earlier session of the same name: the whole session
+    return cursor  # Redis itself never loses an acknowledged append: a newer cursor resumes after itself
 
 
 def _json(value: Any) -> str:

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from alex.store.base import NewEvent, StoredEvent, StoreUnavailable
+from alex.store.base import NewEvent, StoredEvent, StoreUnavailable, StreamStart
 from alex.store.records import Message, SessionRecord, SessionSummary, TaskBase, TaskRecord, Todo
 from alex.store.sqlite_events import SQLiteEventLog, write_probe
 from alex.store.sqlite_file import SQLiteFile
@@ -88,6 +88,13 @@ class SQLiteStore:
     def start_task(self, task_id: str, worker: str, lease_until: float) -> bool:
         return self._tasks.start_task(task_id, worker, lease_until)
 
+    def request_cancel(self, task_id: str, reason: str, origin: str) -> None:
+        """Ask whichever process on the file holds the task to stop it (its SQLiteBus tail reads the request)."""
+        self._tasks.request_cancel(task_id, reason, origin)
+
+    def cancel_requests_after(self, request_id: int | None, origin: str) -> tuple[int, list[tuple[str, str]]]:
+        return self._tasks.cancel_requests_after(request_id, origin)
+
     def update_task(self, task_id: str, **fields: Any) -> None:
         self._tasks.update_task(task_id, **fields)
 
@@ -122,10 +129,36 @@ class SQLiteStore:
         first = self._db.connection.execute(
             "SELECT COALESCE(first_event_id, 0) FROM sessions WHERE id = ?", (session_id,)
         ).fetchone()
+        return self._resumed(session_id, cursor, None if first is None else first[0])
+
+    @on_store_thread
+    def stream_start(self, session_id: str, cursor: str | None) -> StreamStart | None:
+        row = self._db.connection.execute(
+            "SELECT owner, closing, COALESCE(first_event_id, 0) FROM sessions WHERE id = ?", (session_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        return StreamStart(row[0], bool(row[1]), self._resumed(session_id, cursor, row[2]))
+
+    def _resumed(self, session_id: str, cursor: str | None, first: int | None) -> str:
+        """resume_cursor's rule, given the session's first event id (None: no such session); on the store thread."""
+        if cursor is None:
+            return str(self._events.latest_id(session_id))
         position = int(cursor)
-        if first is None or position < first[0] or position > self._events.issued_up_to:
-            return "0"  # an earlier incarnation's cursor, or one this store never issued: the whole session
+        if first is None or position < first or (position > self._events.issued_up_to
+                                                 and position > self._events.ids.reserved_in_file()):
+            return "0"  # an earlier incarnation's cursor, or one no process on the file issued: the whole session
         return cursor
+
+    @on_store_thread
+    def data_version(self) -> int:
+        """A number that changes when another connection (another process) commits to the file, never when
+        this store writes (SQLite's `PRAGMA data_version`)."""
+        return int(self._db.connection.execute("PRAGMA data_version").fetchone()[0])
+
+    def is_own_event(self, event_id: str) -> bool:
+        """True when this process (not another one on the file) handed out the id."""
+        return self._events.ids.is_own(int(event_id))
 
     @on_store_thread
     def shared_secret(self, name: str) -> str:

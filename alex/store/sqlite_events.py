@@ -11,9 +11,9 @@ write is retried with backoff until it succeeds; reads still see the pending eve
 cannot be written (bytes SQLite refuses) is written in a safe form instead, never taking its batch down.
 Past `max_pending` events, appending waits for the writer (back-pressure on the task that publishes).
 
-Ids stay unique across restarts: they are reserved in blocks, and a block is recorded durably in the file
-(synchronous=FULL) before any of its ids is handed out, so ids never repeat even after a crash with events
-still pending (those are lost, as a commit would be lost in a crash a moment earlier).
+Ids stay unique across restarts and across processes on the file: alex/store/sqlite_ids.py hands them out
+from blocks recorded durably before use (events pending at a crash are lost, as a commit would be lost in a
+crash a moment earlier, but their ids are never reused).
 """
 
 from __future__ import annotations
@@ -21,22 +21,19 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from typing import TypeVar, overload
 
 from alex.store.base import NewEvent, SessionGone, StoredEvent, StoreUnavailable
-from alex.store.retry import until_stored
 from alex.store.sqlite_file import SQLiteFile
-from alex.store.sqlite_thread import unavailable_on_fault
+from alex.store.sqlite_ids import EventIds
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Row = tuple[int, str, str, str]  # id, session_id, event_type, body
 TRIM_EVERY = 256  # a session's log is trimmed to the retention after this many of its own appends
-ID_BLOCK = 10_000  # event ids reserved in the file at a time
 LIVE_SESSIONS_CACHED = 100_000
 INSERT_CHUNK = 2_000  # rows per insert statement (one JSON parameter each)
 RETRY_FIRST_S, RETRY_MAX_S = 0.05, 2.0  # backoff of the writer while the store cannot write
@@ -78,14 +75,7 @@ class SQLiteEventLog:
         # Deleted sessions -> the last id of their incarnation: an append that raced the deletion must not land in
         # a new session of the same name (store thread; the oldest are forgotten past DELETED_REMEMBERED).
         self._deleted_up_to: dict[str, int] = {}
-        self._id_lock = threading.Lock()
-        row = self._connection.execute(
-            """SELECT MAX(COALESCE((SELECT value FROM meta WHERE key = 'event_ids_reserved'), 0),
-                          COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0),
-                          COALESCE((SELECT MAX(id) FROM events), 0))"""
-        ).fetchone()
-        self._next_event_id = row[0] + 1
-        self._reserved_up_to = self.reserve_ids(self._next_event_id)
+        self.ids = EventIds(self._connection, self._thread.call, self._thread.submit)
 
     # -- appending (any thread or greenlet) -------------------------------------------------------------------
 
@@ -99,8 +89,8 @@ class SQLiteEventLog:
             self._check_live(session_id)
         if len(self._pending) >= self._max_pending:
             self._wait_for_room()
-        with self._id_lock:  # ids increase in queue order
-            event_id = self._take_id()
+        with self.ids.lock:  # ids increase in queue order
+            event_id = self.ids.take()
             self._pending.append((event_id, session_id, event_type, body))
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -109,22 +99,8 @@ class SQLiteEventLog:
 
     def new_id(self) -> int:
         """An id for an event written by the caller itself (a terminal event committed with its task)."""
-        with self._id_lock:
-            return self._take_id()
-
-    def _take_id(self) -> int:
-        """The next id (under `_id_lock`), recording the next block of ids first when needed."""
-        event_id = self._next_event_id
-        if event_id > self._reserved_up_to:  # the next block was not recorded in time: wait for it
-            self._reserved_up_to = self._reserve_blocking(event_id)
-        elif event_id == self._reserved_up_to - ID_BLOCK // 2:  # record the next block ahead of need
-            self._thread.submit(self._reserve_next_block)
-        self._next_event_id = event_id + 1
-        return event_id
-
-    def _reserve_blocking(self, first: int) -> int:
-        """Record the block starting at `first`, retrying with backoff while the store cannot write."""
-        return until_stored(self._thread.call, unavailable_on_fault, self.reserve_ids, first)
+        with self.ids.lock:
+            return self.ids.take()
 
     def _wait_for_room(self) -> None:
         """Hold the publisher until the writer has made room (it yields to the hub under gevent)."""
@@ -153,33 +129,13 @@ class SQLiteEventLog:
 
     @property
     def issued_up_to(self) -> int:
-        """The highest id this log may have handed out (ids up to it belong to this store's history)."""
-        return self._next_event_id - 1
+        """The highest id this process may have handed out."""
+        return self.ids.issued_up_to
 
-    # -- ids (store thread) -----------------------------------------------------------------------------------
+    # -- writing (store thread) -------------------------------------------------------------------------------
 
     def _session_exists(self, session_id: str) -> bool:
         return self._connection.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is not None
-
-    def reserve_ids(self, first: int) -> int:
-        """Record durably that ids up to `first + ID_BLOCK - 1` may be in use (store thread); returns the
-        recorded bound, which never decreases."""
-        connection = self._connection
-        connection.execute("PRAGMA synchronous=FULL")  # ids must never repeat, even after a power loss
-        try:
-            connection.execute(
-                "INSERT INTO meta (key, value) VALUES ('event_ids_reserved', ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)", (first + ID_BLOCK - 1,),
-            )
-        finally:
-            connection.execute("PRAGMA synchronous=NORMAL")
-        return connection.execute("SELECT value FROM meta WHERE key = 'event_ids_reserved'").fetchone()[0]
-
-    def _reserve_next_block(self) -> None:
-        """Extend the reservation by a block (store thread, while half a block is left)."""
-        self._reserved_up_to = self.reserve_ids(self._reserved_up_to + 1)
-
-    # -- writing (store thread) -------------------------------------------------------------------------------
 
     def _flush(self) -> None:
         """Write the pending events, and whatever joins them meanwhile; on a fault, retry later."""

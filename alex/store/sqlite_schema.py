@@ -49,6 +49,14 @@ CREATE TABLE IF NOT EXISTS secrets (
     value TEXT NOT NULL
 );
 
+CREATE TABLE IF NOT EXISTS cancel_requests (  -- from one process to another on the file (alex/store/sqlite_bus.py)
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    task_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    origin TEXT NOT NULL,  -- the asking process's bus: it does not read its own requests
+    requested_at REAL NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value INTEGER NOT NULL

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from typing import Any, cast
 
 from alex.clock import now_iso
@@ -21,6 +22,7 @@ from alex.store.sqlite_file import SQLiteFile
 from alex.store.sqlite_thread import on_store_thread, store_write
 from alex.textsafe import valid_unicode
 
+CANCEL_KEPT_S = 3600.0  # cancel requests between processes are deleted after this
 _TASK_COLUMNS = (
     "id, session_id, owner, task, status, created_at, started_at, finished_at, final_answer, error,"
     " iterations, prompt_tokens, completion_tokens, total_tokens, worker, lease_until"
@@ -100,6 +102,29 @@ class SQLiteTasks:
             [(lease_until, task_id) for task_id in task_ids],
         )
 
+    @store_write
+    def request_cancel(self, task_id: str, reason: str, origin: str) -> None:
+        """Record a cancel request of `origin` for the process that holds the task (older than an hour: gone)."""
+        now = time.time()
+        self._connection.execute("DELETE FROM cancel_requests WHERE requested_at < ?", (now - CANCEL_KEPT_S,))
+        self._connection.execute(
+            "INSERT INTO cancel_requests (task_id, reason, origin, requested_at) VALUES (?, ?, ?, ?)",
+            (task_id, reason, origin, now),
+        )
+
+    @on_store_thread
+    def cancel_requests_after(self, request_id: int | None, origin: str) -> tuple[int, list[tuple[str, str]]]:
+        """The newest request's id and the (task id, reason) of the requests after `request_id` not made by
+        `origin` (None: none, only the newest id)."""
+        newest = self._connection.execute("SELECT COALESCE(MAX(id), 0) FROM cancel_requests").fetchone()[0]
+        if request_id is None or newest <= request_id:
+            return newest, []
+        rows = self._connection.execute(
+            "SELECT task_id, reason FROM cancel_requests WHERE id > ? AND id <= ? AND origin != ? ORDER BY id",
+            (request_id, newest, origin),
+        ).fetchall()
+        return newest, [(row[0], row[1]) for row in rows]
+
     @on_store_thread
     def expired_tasks(self, now: float) -> list[TaskRecord]:
         rows = self._connection.execute(
@@ -109,14 +134,35 @@ class SQLiteTasks:
         ).fetchall()
         return [_record(row) for row in rows]
 
-    @store_write
     def start_task(self, task_id: str, worker: str, lease_until: float) -> bool:
+        """Move a queued task to running; its events get ids above its session's (another process may have
+        written them: a HUP reload, a deploy's overlap)."""
+        started, floor = self._start(task_id, worker, lease_until)
+        if started:
+            self._events.ids.ensure_above(floor)
+        return started
+
+    @store_write
+    def _start(self, task_id: str, worker: str, lease_until: float) -> tuple[bool, int]:
         cursor = self._connection.execute(
             "UPDATE tasks SET status = 'running', started_at = ?, worker = ?, lease_until = ?"
             " WHERE id = ? AND status = 'queued'",
             (now_iso(), worker, lease_until, task_id),
         )
-        return cursor.rowcount == 1
+        return (True, self._session_floor(task_id)) if cursor.rowcount == 1 else (False, 0)
+
+    @on_store_thread
+    def _floor(self, task_id: str) -> int:
+        return self._session_floor(task_id)
+
+    def _session_floor(self, task_id: str) -> int:
+        """The highest id the task's session may already hold, whichever process wrote it."""
+        row = self._connection.execute(
+            """SELECT MAX(COALESCE(s.first_event_id, 1) - 1,
+                          COALESCE((SELECT MAX(e.id) FROM events e WHERE e.session_id = s.id), 0))
+               FROM tasks t JOIN sessions s ON s.id = t.session_id WHERE t.id = ?""", (task_id,),
+        ).fetchone()
+        return int(row[0]) if row else 0
 
     @store_write
     def update_task(self, task_id: str, **fields: Any) -> None:
@@ -127,6 +173,7 @@ class SQLiteTasks:
         return self._events.commit_pending(lambda _: self._finish(task_id, status, fields))
 
     def finish_task_with_event(self, task_id: str, status: str, event: NewEvent, **fields: Any) -> StoredEvent | None:
+        self._events.ids.ensure_above(self._floor(task_id))  # another process may be the one that ran it
         return self._finish_with_event(task_id, status, event, self._events.new_id(), fields)
 
     @store_write

@@ -218,6 +218,15 @@ class Broadcaster:
             subscriber.closed = True
             self.unpark(subscriber)
 
+    def watched_cursors(self) -> dict[str, str]:
+        """Each session with open streams here -> the lowest cursor among them (where a bus that tails the
+        log must start so that none of them misses an event)."""
+        with self.lock:
+            return {
+                session_id: min(channel.readers | channel.pumped, key=lambda s: s.cursor_key).cursor
+                for session_id, channel in self.channels.items() if channel
+            }
+
     def count(self, session_id: str | None = None, client: str | None = None) -> int:
         """Open streams in this process, of one session or one client if given."""
         with self.lock:

@@ -4,6 +4,10 @@ gunicorn frames an HTTP/1.1 body of unknown length as chunks; once the stream's 
 gunicorn (the headers with it), the same framing written to the socket directly is the same byte stream.
 That lets the pump (alex/streaming/pump.py) write a frame to thousands of idle streams without waking a
 greenlet for each.
+
+While a stream is parked, its socket is also watched for the client's departure (a gevent io watcher: one
+entry in the hub's poll set, no greenlet), so a client that closes its end frees its stream at once instead
+of at the next heartbeat write, 30-60 s later (until then it would count against its per-client cap).
 """
 
 from __future__ import annotations
@@ -11,7 +15,11 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Callable
 from typing import Any
+
+from gevent import get_hub
+from gevent.socket import socket as GeventSocket
 
 log = logging.getLogger(__name__)
 WRITE_SLICE = 256 * 1024  # bytes sent under one write timeout
@@ -25,10 +33,52 @@ def chunk(data: bytes) -> bytes:
 class DirectSocket:
     """A client socket the stream may write itself: non-blocking writes for the pump, bounded ones for the stream."""
 
-    __slots__ = ("sock",)
+    __slots__ = ("sock", "_watcher", "_talks")
 
     def __init__(self, sock: socket.socket):
         self.sock = sock
+        self._watcher: Any = None  # the gevent io watcher of watch_departure, made on first use
+        self._talks = False  # the client sent bytes after its request: readability no longer means departure
+
+    def watch_departure(self, on_departure: Callable[[], None]) -> bool:
+        """Until `unwatch`, call `on_departure` (in the gevent hub: it must not block) as soon as the client
+        closes or resets its end. False when this socket cannot be watched (not gevent's, or the client sends
+        data, e.g. a pipelined request: then its departure shows at the next write, as before)."""
+        if self._talks or not isinstance(self.sock, GeventSocket):
+            return False
+        if self._watcher is None:
+            fd = self.sock.fileno()
+            if fd < 0:
+                return False
+            self._watcher = get_hub().loop.io(fd, 1)  # 1: readable (also on EOF and on a reset)
+        self._watcher.start(self._readable, on_departure)
+        return True
+
+    def unwatch(self) -> None:
+        """Stop watching for the client's departure (idempotent)."""
+        if self._watcher is not None:
+            self._watcher.stop()
+
+    def release(self) -> None:
+        """Free the watcher for good (the stream is over; its fd may be closed and reused after this)."""
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.close()
+
+    def _readable(self, on_departure: Callable[[], None]) -> None:
+        """The client's end became readable: EOF or a reset means it left; data means it talks (stop watching)."""
+        raw = getattr(self.sock, "_sock", self.sock)  # the OS socket under gevent's: a peek that never waits
+        try:
+            data = raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return  # nothing after all: keep watching
+        except OSError:
+            data = b""  # reset by the peer
+        self.unwatch()
+        if data:
+            self._talks = True
+            return
+        on_departure()
 
     def try_write(self, data: bytes) -> int | None:
         """Write what the kernel takes now without waiting; the count written, or None if the socket failed."""

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from alex.clock import now_iso
+from alex.ids import client_session_id
 from alex.store.base import Bus, NewEvent, Store, StoredEvent
 from alex.streaming.sse import encode_body
 
@@ -55,6 +56,8 @@ class Publisher:
 
 
 def _body(session_id: str, event_type: str, task_id: str | None, agent_level: str, fields: dict[str, Any]) -> str:
+    """The event's stored JSON; its `session_id` is the one the session's clients know (not the stored one)."""
     return encode_body(event_type, {
-        "session_id": session_id, "task_id": task_id, "timestamp": now_iso(), "agent_level": agent_level, **fields,
+        "session_id": client_session_id(session_id), "task_id": task_id, "timestamp": now_iso(),
+        "agent_level": agent_level, **fields,
     })

@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Callable, Generator, Iterator
 
+from alex.ids import client_session_id
 from alex.store.base import Store
 from alex.streaming.broadcaster import Broadcaster, Subscriber
 from alex.streaming.direct import WRITE_SLICE, DirectSocket
@@ -53,6 +54,8 @@ class SessionStream:
         """End the stream, remove its subscriber, then run `on_close` once (idempotent)."""
         self._broadcaster.unsubscribe(self._subscriber)
         self._body.close()
+        if self._subscriber.direct is not None:
+            self._subscriber.direct.release()
         on_close, self._on_close = self._on_close, None
         if on_close is not None:
             on_close()
@@ -62,6 +65,7 @@ class SessionStream:
         # waits, and every nested generator would add a C-level frame to that stack (about 1.5 KB each).
         subscriber, direct = self._subscriber, self._subscriber.direct
         try:
+            subscriber.last_write = time.monotonic()  # the first heartbeat comes after an interval of silence
             yield self._connected_frame()
             while (data := self._next_chunk()) is not None:
                 subscriber.last_write = time.monotonic()
@@ -103,11 +107,25 @@ class SessionStream:
         return None
 
     def _wait(self) -> bool:
-        """Sleep until woken (True) or the heartbeat interval passed (False); parked streams wait for the pump."""
-        if self._broadcaster.park(self._subscriber):
-            self._subscriber.wake.wait()
+        """Sleep until woken (True) or the heartbeat interval passed (False); parked streams wait for the pump,
+        and for their client's departure, which ends them at once (their slot counts against the client's cap)."""
+        subscriber = self._subscriber
+        if self._broadcaster.park(subscriber):
+            direct = subscriber.direct
+            if direct is None or not direct.watch_departure(self._departed):
+                subscriber.wake.wait()
+                return True
+            try:
+                subscriber.wake.wait()
+            finally:
+                direct.unwatch()
             return True
-        return self._subscriber.wake.wait(self._heartbeat_s)
+        return subscriber.wake.wait(self._heartbeat_s)
+
+    def _departed(self) -> None:
+        """The client closed its end while the stream was parked (called in the gevent hub: no lock, no wait)."""
+        self._subscriber.failed = True  # the stream's greenlet ends it; the pump's writes to it fail quietly
+        self._subscriber.wake.set()
 
     def _take_pending(self) -> bytes:
         pending, self._subscriber.pending = self._subscriber.pending, b""
@@ -115,10 +133,10 @@ class SessionStream:
 
     def _connected_frame(self) -> bytes:
         subscriber = self._subscriber
-        data = json.dumps({"session_id": subscriber.session_id, "last_event_id": subscriber.cursor},
-                          separators=(",", ":"))
-        return encode_frame(retry_ms=self._retry_ms) + encode_frame(data, event="connected",
-                                                                    event_id=subscriber.cursor)
+        data = json.dumps({"session_id": client_session_id(subscriber.session_id),
+                           "last_event_id": subscriber.cursor}, separators=(",", ":"))
+        # retry: inside the message (a block of its own reads as an empty event to some clients, e.g. httpx-sse)
+        return encode_frame(data, event="connected", event_id=subscriber.cursor, retry_ms=self._retry_ms)
 
     def _log_page(self) -> bytes:
         """One page of the log after the cursor; a short page ends the log read."""

@@ -1,4 +1,4 @@
-"""Start the real `gunicorn -c gunicorn.conf.py wsgi:app` (gevent worker) on a free port for a test."""
+"""Start the real `gunicorn -c gunicorn.conf.py wsgi:app` (gevent worker, the Procfile's line) on a free port."""
 
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ class GunicornServer:
         env.pop("REDIS_URL", None)
         env.pop("WEB_CONCURRENCY", None)
         env.pop("PORT", None)
-        env.update({"PORT": str(self.port), "ALEX_DATA_DIR": str(data_dir), "ALEX_ENV": "test", **settings})
+        env.update({"PORT": str(self.port), "ALEX_DATA_DIR": str(data_dir), "ALEX_ENV": "test",
+                    "ALEX_ENV_FILE": "none", **settings})  # the developer's .env must not reach the server
         env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(

@@ -83,7 +83,7 @@ def ids_and_data(messages) -> list[tuple[str, str]]:
 def _odd_bytes_model(request):
     """Task "odd": file_write with surrogate escapes, list_files, then an answer with lone surrogates.
     Task "after": a plain answer. Task "bystander": a slow stream of 300 deltas (running meanwhile)."""
-    if not request.streaming:
+    if request.analysis:
         return analysis()
     messages = request.body["messages"]
     last_user = max(i for i, message in enumerate(messages) if message["role"] == "user")

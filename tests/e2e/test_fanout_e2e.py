@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 
 import pytest
 
@@ -53,6 +54,18 @@ def test_idle_parked_streams_get_heartbeats(start_server, fake_openai):
     finally:
         for watcher in watchers:
             watcher.close()
+
+
+def test_the_first_heartbeat_comes_after_an_interval_of_silence(start_server, fake_openai):
+    server = start_server(**agent_settings(fake_openai, ALEX_SSE_HEARTBEAT_S="1"))
+    watcher = SSEClient(f"{server.url}/api/sse?session_id=silence")
+    try:
+        watcher.read_messages(1)
+        connected_at = time.monotonic()
+        watcher.read_until(lambda _: "ping" in watcher.parser.comments, timeout=10)
+        assert time.monotonic() - connected_at >= 0.9  # not at the pump's first tick
+    finally:
+        watcher.close()
 
 
 def test_a_parked_client_that_vanishes_is_removed_at_the_next_write_without_a_traceback(start_server, fake_openai):

@@ -70,7 +70,7 @@ def test_multiprocess_metrics_follow_a_task_and_a_stream(start_server, fake_open
     assert value(during, "alex_tasks_total", outcome="completed") == 1
     assert value(during, "alex_task_duration_seconds_count", outcome="completed") == 1
     assert value(during, "alex_llm_tokens_total", kind="prompt") == 3 * 20
-    assert value(during, "alex_llm_call_duration_seconds_count", kind="stream", outcome="ok") == 2
+    assert value(during, "alex_llm_call_duration_seconds_count", kind="stream", outcome="ok") == 3  # the analysis too
     assert value(during, "alex_events_published_total", event_type="task_complete") == 1
     published = sum(v for (name, _), v in during.items() if name == "alex_events_published_total")
     assert value(during, "alex_event_deliveries_total") == published  # one stream saw every event live

@@ -3,6 +3,7 @@ task posted to the other, to its end, with the same ids as the log; the busy cla
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -11,7 +12,10 @@ import pytest
 
 from alex.store.base import event_id_key
 from tests.agent_support import agent_settings, analysis
+from tests.e2e.server import free_port
+from tests.e2e.test_metrics_e2e import wait_for
 from tests.fakes.openai_server import text, tool_calls
+from tests.redis_fixtures import start_redis
 from tests.sse_client import SSEClient
 
 pytestmark = pytest.mark.e2e
@@ -163,3 +167,39 @@ def test_a_hup_reload_mid_task_the_reconnected_client_sees_the_task_to_its_end(s
     assert ids == sorted(set(ids), key=event_id_key)  # in order, no duplicate
     assert all(event_id_key(event_id) > event_id_key(last_seen) for event_id in ids)
     assert [m.json()["final_answer"] for m in after if m.event == "task_complete"] == ["Finished late."]
+
+
+def test_a_redis_restart_mid_task_loses_nothing_for_a_connected_client(start_server, fake_openai, tmp_path):
+    port, redis_dir = free_port(), tmp_path / "redis-data"
+    redis_dir.mkdir()
+    redis_server = start_redis(port, redis_dir, appendonly=True)  # its own Redis: the test run's stays up
+    settings = agent_settings(fake_openai, REDIS_URL=f"redis://127.0.0.1:{port}/0", WEB_CONCURRENCY="1",
+                              ALEX_SSE_HEARTBEAT_S="1", ALEX_RATE_LIMIT="off")
+    fake_openai.script(analysis(), tool_calls(("bash", {"command": "sleep 2 && echo survived"})),
+                       text("Done after the outage."))
+    runner, watcher = start_server(tmp_path / "a", **settings), start_server(tmp_path / "b", **settings)
+    stream = SSEClient(f"{watcher.url}/api/sse?session_id=outage", timeout=60)
+    try:
+        stream.read_messages(1)
+        status, _, _ = runner.request("POST", "/api/tasks", {"task": "outlive it", "session_id": "outage"})
+        assert status == 202
+        stream.read_until(lambda ms: any(m.event == "tool_call_start" for m in ms), timeout=20)
+        redis_server.terminate()
+        redis_server.wait(10)
+        # The tool ends while Redis is away: the task's next event is held back, not lost or failed.
+        wait_for(lambda: "waiting for the store to write again" in runner.log(), timeout=20,
+                 what="the runner waiting for Redis")
+        redis_server = start_redis(port, redis_dir, appendonly=True)  # the same data comes back
+        stream.read_until(lambda ms: any(m.event == "task_complete" for m in ms), timeout=60)
+    finally:
+        stream.close()
+        redis_server.terminate()
+        redis_server.wait(10)
+        runner.stop()
+        watcher.stop()
+    live = [(m.id, m.event, m.data) for m in stream.parser.messages if m.event != "connected"]
+    assert [json.loads(data)["final_answer"] for _, event, data in live if event == "task_complete"] == [
+        "Done after the outage."]
+    assert any(event == "tool_call_complete" and "survived" in data for _, event, data in live)
+    ids = [event_id for event_id, _, _ in live]
+    assert ids == sorted(set(ids), key=event_id_key)  # in order, nothing twice

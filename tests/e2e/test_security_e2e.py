@@ -61,11 +61,11 @@ def test_a_full_task_with_keys_leaks_no_secret_to_the_log_or_the_events(start_se
 
 
 def run_watched_task(server: GunicornServer, token: str) -> list:
-    """Open the stream with the stream token (and one with a key as access token), run the task, read it all."""
+    """Open the stream with the stream token (a raw key as access token is refused), run the task, read it all."""
     with_key = SSEClient(f"{server.url}/api/sse?session_id=sec&access_token={KEY_A}")
     stream = SSEClient(f"{server.url}/api/sse?session_id=sec&access_token={token}")
     try:
-        assert with_key.status == 200 and with_key.read_messages(1)[0].event == "connected"
+        assert with_key.status == 401
         assert stream.status == 200 and stream.read_messages(1)[0].event == "connected"
         status, _, accepted = server.request("POST", "/api/tasks", {"task": "show env", "session_id": "sec"},
                                              headers=bearer(KEY_A))
@@ -77,14 +77,18 @@ def run_watched_task(server: GunicornServer, token: str) -> list:
 
 
 def assert_other_key_sees_nothing(server: GunicornServer) -> None:
-    """Key B gets 404 for A's session, task and stream, and empty lists."""
+    """Key B gets 404 for A's session and task, and empty lists; naming "sec" gives B its own, empty session."""
     _, _, tasks = server.request("GET", "/api/tasks", headers=bearer(KEY_A))
     task_id = tasks["tasks"][0]["id"]
     for method, path in (("GET", "/api/sessions/sec"), ("GET", f"/api/tasks/{task_id}"),
-                         ("GET", "/api/sse?session_id=sec"), ("POST", "/api/sessions/sec/stream-token")):
-        assert server.request(method, path, headers=bearer(KEY_B))[0] == 404, path
+                         ("DELETE", "/api/sessions/sec"), ("GET", "/api/sse?session_id=sec&last_event_id=1")):
+        assert server.request(method, path, headers=bearer(KEY_B))[0] in (204, 404), path
     assert server.request("GET", "/api/sessions", headers=bearer(KEY_B))[2]["sessions"] == []
     assert server.request("GET", "/api/tasks", headers=bearer(KEY_B))[2] == {"tasks": [], "total": 0}
+    assert server.request("POST", "/api/sessions/sec/stream-token", headers=bearer(KEY_B))[0] == 200
+    status, _, own = server.request("GET", "/api/sessions/sec", headers=bearer(KEY_B))
+    assert status == 200 and own["id"] == "sec" and own["messages"] == []
+    assert server.request("GET", "/api/sessions/sec", headers=bearer(KEY_A))[2]["messages"]  # A's is untouched
 
 
 def test_cors_and_forwarded_headers_through_gunicorn(start_server):

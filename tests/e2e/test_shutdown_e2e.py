@@ -107,3 +107,31 @@ def test_a_reconnect_on_a_kept_alive_connection_during_shutdown_gets_200_and_ret
     assert b"text/event-stream" in answer and b"retry: 3000\n\n" in answer
     assert b"event:" not in answer
     assert server.wait_exit(timeout=30) == 0
+
+
+def test_a_stream_token_reconnects_its_stream_after_a_restart_and_after_its_ttl(start_server, tmp_path):
+    data_dir, key = tmp_path / "token-data", "k-restart-0123456789abcdef"
+    settings = {"ALEX_API_KEYS": key, "ALEX_STREAM_TOKEN_TTL_S": "1", "ALEX_SSE_HEARTBEAT_S": "30"}
+    first = start_server(data_dir, **settings)
+    status, _, answer = first.request("POST", "/api/sessions/tok/stream-token",
+                                      headers={"Authorization": f"Bearer {key}"})
+    assert status == 200
+    issued = time.monotonic()
+    url = f"/api/sse?session_id=tok&access_token={answer['token']}"
+    stream = SSEClient(first.url + url)
+    try:
+        stream.read_messages(1)
+    finally:
+        stream.close()
+    first.process.send_signal(signal.SIGTERM)
+    assert first.wait_exit(timeout=20) == 0
+    second = start_server(data_dir, **settings)  # no ALEX_SECRET_KEY: the key kept in the store signs tokens
+    while time.monotonic() - issued < 1.5:  # past the token's 1 s time-to-live
+        time.sleep(0.1)
+    status, _, refused = second.request("GET", url)
+    assert status == 401 and "expired" in refused["error"]["message"]  # a new stream needs a fresh token
+    reconnect = SSEClient(second.url + url, headers={"Last-Event-ID": "0"})  # EventSource's own reconnect
+    try:
+        assert reconnect.read_messages(1)[0].event == "connected"
+    finally:
+        reconnect.close()

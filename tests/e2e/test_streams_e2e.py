@@ -61,6 +61,7 @@ def test_stream_sends_retry_and_connected_at_once_then_heartbeats(quick_server):
         assert client.headers["content-type"] == "text/event-stream; charset=utf-8"
         assert client.headers["cache-control"] == "no-cache"
         assert client.headers["x-accel-buffering"] == "no"
+        assert client.headers["connection"] == "close"  # the stream's end closes the connection: say so
         connected = client.read_messages(1, timeout=2)[0]
         assert connected.event == "connected"
         assert connected.id == "0"

@@ -37,8 +37,10 @@ from tests.fakes.openai_steps import (  # noqa: F401  (re-exported: tests import
     text,
     tool_calls,
 )
+from tests.fakes.server_rules import bad_tool_arguments, context_overflow_body, parse_failure_body, prompt_tokens
 
 COMPLETIONS_PATH = "/v1/chat/completions"
+MODELS_PATH = "/v1/models"  # `alex check` asks it; answered outside the script, not recorded
 TEST_KEY = "sk-test-0123456789abcdefSECRET"  # the API key tests give the client (the fake accepts any)
 
 
@@ -55,6 +57,11 @@ class Recorded:
     def streaming(self) -> bool:
         """True when the request asked for a stream."""
         return isinstance(self.body, dict) and bool(self.body.get("stream"))
+
+    @property
+    def analysis(self) -> bool:
+        """True for alex's task-analysis call: the one that asks for a JSON object."""
+        return isinstance(self.body, dict) and "response_format" in self.body
 
 
 class Exchange:
@@ -163,9 +170,13 @@ class FakeOpenAI:
         self.failures: list[str] = []
         self.connections: set[socket.socket] = set()
         self.closing = threading.Event()  # set by close(): held and paced replies end
+        self.accepted_key: str | None = None  # set: GET /v1/models refuses any other key (401)
         self._steps: deque[Step] = deque()
         self._lock = threading.Condition()
         self._call_ids = 0
+        self.n_ctx: int | None = None  # set: prompts over this many tokens get llama-server's 400, before the script
+        self.props: dict[str, Any] | None = None  # set: served at GET /props (llama-server's), else a quiet 404
+        self.props_requests = 0
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.fake = self
         if tls:
@@ -220,13 +231,21 @@ class FakeOpenAI:
         self._thread.join(5)
 
     def handle(self, handler: BaseHTTPRequestHandler) -> None:
-        """Record the request and answer it with the next step."""
-        request = self._record(handler)
-        with self._lock:
-            number = len(self.requests)
-            step = self._steps.popleft() if self._steps and self._expected(request) else None
+        """Record the request and answer it with the next step (after the checks a real server makes first);
+        GET /v1/models and GET /props are answered outside the script."""
+        if handler.command == "GET" and handler.path == MODELS_PATH:
+            self._list_models(handler)
+            return
+        if handler.command == "GET" and handler.path == "/props":
+            self._serve_props(handler)
+            return
+        request, number = self._record(handler)
         exchange = Exchange(self, handler, request, number)
         try:
+            if self._expected(request) and self._server_refused(exchange):
+                return
+            with self._lock:
+                step = self._steps.popleft() if self._steps and self._expected(request) else None
             if step is None:
                 self._refuse(exchange)
             else:
@@ -234,7 +253,45 @@ class FakeOpenAI:
         except OSError:  # BrokenPipe, ConnectionReset
             handler.close_connection = True  # the client went away (cancelled): not the fake's failure
 
-    def _record(self, handler: BaseHTTPRequestHandler) -> Recorded:
+    def _list_models(self, handler: BaseHTTPRequestHandler) -> None:
+        """OpenAI's model list; 401 `invalid_api_key` when `accepted_key` is set and another key came."""
+        headers = {k.lower(): v for k, v in handler.headers.items()}
+        exchange = Exchange(self, handler, Recorded(handler.command, handler.path, headers, None), 0)
+        if self.accepted_key is not None and headers.get("authorization") != f"Bearer {self.accepted_key}":
+            refusal = {"message": "Incorrect API key provided.", "type": "invalid_request_error", "param": None,
+                       "code": "invalid_api_key"}
+            exchange.send_json(401, {"error": refusal})
+            return
+        exchange.send_json(200, {"object": "list", "data": [
+            {"id": "gpt-4o", "object": "model", "created": 1715367049, "owned_by": "system"}]})
+
+    def _server_refused(self, exchange: Exchange) -> bool:
+        """Answer as llama-server does a conversation it cannot take (the test fails on bad arguments)."""
+        body = exchange.request.body
+        arguments = bad_tool_arguments(body)
+        if arguments is not None:
+            with self._lock:
+                self.failures.append(f"request #{exchange.number} holds tool-call arguments that are not a JSON "
+                                     f"object: {arguments[:80]!r}")
+            exchange.send_json(500, parse_failure_body(arguments))
+            return True
+        tokens = prompt_tokens(body)
+        if self.n_ctx is not None and tokens > self.n_ctx:
+            exchange.send_json(400, context_overflow_body(tokens, self.n_ctx))
+            return True
+        return False
+
+    def _serve_props(self, handler: BaseHTTPRequestHandler) -> None:
+        with self._lock:
+            self.props_requests += 1
+        exchange = Exchange(self, handler, Recorded("GET", "/props", {}, None), 0)
+        if self.props is None:
+            exchange.send_json(404, {"error": {"message": "Not found", "type": "invalid_request_error",
+                                               "param": None, "code": None}})
+        else:
+            exchange.send_json(200, self.props)
+
+    def _record(self, handler: BaseHTTPRequestHandler) -> tuple[Recorded, int]:
         raw_body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
         try:
             body = json.loads(raw_body) if raw_body else None
@@ -245,8 +302,9 @@ class FakeOpenAI:
         with self._lock:
             self.requests.append(request)
             self._lock.notify_all()
-            self.failures += [f"request #{len(self.requests)} breaks the request schema: {p}" for p in problems]
-        return request
+            number = len(self.requests)
+            self.failures += [f"request #{number} breaks the request schema: {p}" for p in problems]
+        return request, number
 
     @staticmethod
     def _expected(request: Recorded) -> bool:

@@ -2,35 +2,40 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from alex.agent.call_arguments import parse_object
 from alex.agent.cancel import TaskCancelled
 from alex.agent.tools.base import Tool, ToolContext, ToolError, ToolResult, failure
-from alex.agent.tools.bash import BASH
+from alex.agent.tools.bash import bash_tool
+from alex.agent.tools.coercion import coerce_object
 from alex.agent.tools.files import FILE_EDIT, FILE_READ, FILE_WRITE
 from alex.agent.tools.paths import display_path
+from alex.agent.tools.sandbox import NO_SANDBOX, Sandbox
 from alex.agent.tools.search import GREP, LIST_FILES
 from alex.agent.tools.todos import TODO_READ, TODO_WRITE
-from alex.agent.tools.validation import argument_problem, drop_null_optionals
+from alex.agent.tools.usage import how_to_call
+from alex.agent.tools.validation import argument_problem
 from alex.config import ALL_TOOLS
 
 __all__ = ["Tool", "ToolContext", "ToolError", "ToolResult", "build_tools", "openai_tool_specs", "run_tool"]
 
 log = logging.getLogger(__name__)
 
-_ALL = {tool.name: tool for tool in (BASH, FILE_READ, FILE_WRITE, FILE_EDIT, LIST_FILES, GREP, TODO_READ, TODO_WRITE)}
+_OTHERS = {tool.name: tool for tool in (FILE_READ, FILE_WRITE, FILE_EDIT, LIST_FILES, GREP, TODO_READ, TODO_WRITE)}
 
 
-def build_tools(enabled: Sequence[str]) -> dict[str, Tool]:
-    """The enabled tools by name, in the order of ALL_TOOLS; ValueError for a name that is no tool."""
-    unknown = [name for name in enabled if name not in _ALL]
+def build_tools(enabled: Sequence[str], sandbox: Sandbox = NO_SANDBOX) -> dict[str, Tool]:
+    """The enabled tools by name, in the order of ALL_TOOLS, bash running in `sandbox`; ValueError for a name
+    that is no tool."""
+    every = {"bash": bash_tool(sandbox), **_OTHERS}
+    unknown = [name for name in enabled if name not in every]
     if unknown:
         raise ValueError(f"unknown tool(s): {', '.join(unknown)}; known: {', '.join(ALL_TOOLS)}")
-    return {name: _ALL[name] for name in ALL_TOOLS if name in enabled}
+    return {name: every[name] for name in ALL_TOOLS if name in enabled}
 
 
 def openai_tool_specs(tools: dict[str, Tool]) -> list[dict]:
@@ -43,15 +48,16 @@ def openai_tool_specs(tools: dict[str, Tool]) -> list[dict]:
 
 
 def _parse_arguments(tool: Tool, raw_arguments: str) -> dict | str:
-    """The call's arguments as a dict, or a sentence saying what is wrong with them."""
-    try:
-        arguments = json.loads(raw_arguments) if raw_arguments.strip() else {}
-    except ValueError as error:
-        return f"the arguments are not valid JSON ({error}); send one JSON object"
-    if not isinstance(arguments, dict):
-        return "the arguments must be a JSON object of named arguments"
-    arguments = drop_null_optionals(tool.parameters, arguments)
-    return argument_problem(tool.parameters, arguments) or arguments
+    """The call's arguments as a dict, or a sentence saying what is wrong with them and how to call the tool."""
+    arguments = parse_object(raw_arguments)
+    if arguments is None:
+        sent = raw_arguments if len(raw_arguments) <= 200 else raw_arguments[:200] + f"… ({len(raw_arguments)} chars)"
+        return (f"the arguments you sent are not a complete JSON object, so the tool did not run (the reply may "
+                f"have been cut off). You sent: {sent}. Send the call again with one complete JSON object. "
+                f"{how_to_call(tool)}")
+    arguments = coerce_object(tool.parameters, arguments)
+    problem = argument_problem(tool.parameters, arguments)
+    return f"{problem}. {how_to_call(tool)}" if problem else arguments
 
 
 def _describe(name: str, error: Exception, ctx: ToolContext) -> str:

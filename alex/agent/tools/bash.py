@@ -1,4 +1,5 @@
-"""The bash tool: run a command in the workspace, stream its output live, kill its whole group on timeout or cancel."""
+"""The bash tool: run a command in the workspace (in the sandbox, if any), stream its output live, kill its whole
+group on timeout, cancel or a full workspace."""
 
 from __future__ import annotations
 
@@ -7,15 +8,20 @@ import selectors
 import signal
 import subprocess
 import time
+from functools import partial
 
 from alex.agent.tools.base import Tool, ToolContext, ToolError, ToolResult, object_schema, prop, result
+from alex.agent.tools.offload import off_hub
 from alex.agent.tools.output import HeadTail, LiveOutput
+from alex.agent.tools.paths import workspace_usage
 from alex.agent.tools.process import ProcessGroup
+from alex.agent.tools.sandbox import NO_SANDBOX, Sandbox
 
 KILL_GRACE_S = 1.0  # SIGTERM first; SIGKILL this long after if a process of the group still runs
 DRAIN_S = 1.0  # once the group is dead, a pipe still open is held by a process that left it: stop reading then
 POLL_S = 0.1  # longest wait between looks at the clock and the cancel token
 READ_SIZE = 65536
+USAGE_CHECK_S = 0.5  # how often the workspace's size is measured while a command runs
 
 PARAMETERS = object_schema(
     {
@@ -45,10 +51,11 @@ class _BashRun:
         self._combined = HeadTail(ctx.output_limit)
         self._live = LiveOutput(ctx.emit_output, self._combined)
         self._deadline = time.monotonic() + timeout_s
-        self._stop_reason: str | None = None  # "exited", "timeout" or "cancelled"
+        self._stop_reason: str | None = None  # "exited", "timeout", "cancelled" or "workspace_full"
         self._kill_at = 0.0  # SIGKILL is due then unless the group died of the SIGTERM
         self._settled_at: float | None = None  # when the group was known dead or SIGKILLed
         self._leftovers = False  # the command ended but left processes running
+        self._usage_check_at = time.monotonic() + USAGE_CHECK_S
 
     def cancel(self) -> None:
         """Stop the group at once (runs in the thread that cancels the task; the pump notices the token)."""
@@ -91,7 +98,7 @@ class _BashRun:
         if flush_in is not None:
             waits.append(flush_in)
         if self._stop_reason is None:
-            waits.append(self._deadline - now)
+            waits += [self._deadline - now, self._usage_check_at - now]
         elif self._settled_at is None:
             waits.append(self._kill_at - now)
         else:
@@ -115,8 +122,9 @@ class _BashRun:
             if self._stop_reason is None:
                 return
             self._leftovers = self._stop_reason == "exited" and self.group.alive()
-            signalled = self.group.signal(signal.SIGTERM)
-            self._kill_at = now + KILL_GRACE_S
+            full = self._stop_reason == "workspace_full"  # no grace: every moment writes more
+            signalled = self.group.signal(signal.SIGKILL if full else signal.SIGTERM)
+            self._kill_at = now if full else now + KILL_GRACE_S
             if not signalled:
                 self._settled_at = now
         elif self._settled_at is None and (now >= self._kill_at or not self.group.alive()):
@@ -129,7 +137,18 @@ class _BashRun:
             return "cancelled"
         if now >= self._deadline:
             return "timeout"
-        return "exited" if self.group.proc.poll() is not None else None
+        if self.group.proc.poll() is not None:
+            return "exited"
+        return "workspace_full" if self._workspace_full(now) else None
+
+    def _workspace_full(self, now: float) -> bool:
+        """Every USAGE_CHECK_S: whether the workspace holds more than its cap (measured off the hub)."""
+        if now < self._usage_check_at:
+            return False
+        cap = self._ctx.workspace_max_bytes
+        used = off_hub(workspace_usage, self._ctx.workspace, cap)
+        self._usage_check_at = time.monotonic() + USAGE_CHECK_S
+        return used > cap
 
     def result(self) -> ToolResult:
         """The capped combined output, bash's exit status and, after a timeout or cancel, the error."""
@@ -143,14 +162,19 @@ class _BashRun:
             error = f"timed out after {self._timeout_s:g} s; the command and every process it started were killed"
         elif self._stop_reason == "cancelled":
             error = f"cancelled ({self._ctx.token.reason or 'the task was cancelled'}); the command was killed"
+        elif self._stop_reason == "workspace_full":
+            error = (f"the workspace passed its limit of {self._ctx.workspace_max_bytes} bytes; the command and "
+                     "every process it started were killed (delete files to make room)")
         return result(output, -1 if returncode is None else returncode, error)
 
 
-def run_bash(arguments: dict, ctx: ToolContext) -> ToolResult:
-    """Run `command` in the workspace, emitting output live; the result has the capped output and exit status."""
+def run_bash(arguments: dict, ctx: ToolContext, sandbox: Sandbox = NO_SANDBOX) -> ToolResult:
+    """Run `command` in the workspace (in `sandbox`), emitting output live; the result has the capped output and
+    exit status."""
     timeout_s = _timeout(arguments.get("timeout_s"), ctx.bash_timeout_s)
-    run = _BashRun(ProcessGroup(arguments["command"], ctx.workspace, timeout_s, ctx.workspace_max_bytes),
-                   ctx, timeout_s)
+    off_hub(sandbox.prepare, ctx.workspace)
+    group = ProcessGroup(arguments["command"], ctx.workspace, timeout_s, ctx.workspace_max_bytes, sandbox)
+    run = _BashRun(group, ctx, timeout_s)
     unregister = ctx.token.on_cancel(run.cancel)
     try:
         run.pump()
@@ -160,13 +184,19 @@ def run_bash(arguments: dict, ctx: ToolContext) -> ToolResult:
     return run.result()
 
 
-BASH = Tool(
-    name="bash",
-    description=(
-        "Run a bash command in the session workspace (the working directory; HOME is the workspace too) and "
-        "return its combined stdout and stderr and exit code. Output is streamed live. Long output is cut in "
-        "the middle. Processes left running in the background are stopped when the command ends."
-    ),
-    parameters=PARAMETERS,
-    run=run_bash,
-)
+def bash_tool(sandbox: Sandbox = NO_SANDBOX) -> Tool:
+    """The bash tool running its commands in `sandbox` (its description tells the model when there is no network)."""
+    offline = " There is no network access." if sandbox.isolated and not sandbox.network else ""
+    return Tool(
+        name="bash",
+        description=(
+            "Run a bash command in the session workspace (the working directory; HOME is the workspace too) and "
+            "return its combined stdout and stderr and exit code. Output is streamed live. Long output is cut in "
+            "the middle. Processes left running in the background are stopped when the command ends." + offline
+        ),
+        parameters=PARAMETERS,
+        run=partial(run_bash, sandbox=sandbox),
+    )
+
+
+BASH = bash_tool()

@@ -1,7 +1,10 @@
-"""File tools: read a file with line numbers, write a whole file, replace an exact string in a file."""
+"""File tools: read a file with line numbers, write a whole file, replace an exact string in a file (never through
+a symlink or a hard-linked file)."""
 
 from __future__ import annotations
 
+import io
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -9,7 +12,7 @@ from typing import IO
 from alex.agent.tools.base import Tool, ToolContext, ToolError, ToolResult, object_schema, prop, result
 from alex.agent.tools.offload import off_hub
 from alex.agent.tools.output import cap_text
-from alex.agent.tools.paths import check_room, display_path, resolve_path
+from alex.agent.tools.paths import check_room, display_path, open_for_reading, resolve_path, write_whole_file
 
 DEFAULT_READ_LINES = 2000
 MAX_LINE_CHARS = 2000
@@ -38,11 +41,11 @@ def _lines(text_file: IO[str]) -> Iterator[str]:
         yield line.removesuffix("\n").removesuffix("\r")
 
 
-def _numbered(path: Path, offset: int, limit: int) -> tuple[list[str], int, bool]:
+def _numbered(binary: IO[bytes], offset: int, limit: int) -> tuple[list[str], int, bool]:
     """Up to `limit` lines from line `offset` as `cat -n` shows them; the count of lines seen; whether more follow."""
     shown: list[str] = []
     seen = 0
-    with open(path, encoding="utf-8", errors="replace", newline="\n") as text_file:
+    with io.TextIOWrapper(binary, encoding="utf-8", errors="replace", newline="\n") as text_file:
         for seen, line in enumerate(_lines(text_file), start=1):
             if seen >= offset + limit:
                 return shown, seen, True
@@ -58,10 +61,11 @@ def run_file_read(arguments: dict, ctx: ToolContext) -> ToolResult:
     if offset < 1 or limit < 1:
         raise ToolError("offset and limit must be at least 1 (offset is the first line to show, counting from 1)")
     path = _existing_file(resolve_path(ctx.workspace, raw), raw)
-    with open(path, "rb") as binary:
+    with open_for_reading(path, raw) as binary:
         if b"\0" in binary.read(BINARY_SNIFF_BYTES):
             raise ToolError(f"{raw!r} looks like a binary file; inspect it with bash (e.g. `file`, `xxd | head`)")
-    shown, seen, more = off_hub(_numbered, path, offset, limit)
+        binary.seek(0)
+        shown, seen, more = off_hub(_numbered, binary, offset, limit)
     if not shown:
         if seen == 0:
             return result("(the file is empty)")
@@ -79,7 +83,7 @@ def _write_within_cap(ctx: ToolContext, path: Path, raw: str, data: bytes, repla
         path.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         raise ToolError(f"cannot create {raw!r}: a part of its path is a file, not a directory") from None
-    path.write_bytes(data)
+    write_whole_file(path, raw, data)
 
 
 def run_file_write(arguments: dict, ctx: ToolContext) -> ToolResult:
@@ -99,9 +103,10 @@ def run_file_write(arguments: dict, ctx: ToolContext) -> ToolResult:
 
 def _edit_target(path: Path, raw: str) -> bytes:
     _existing_file(path, raw)
-    if path.stat().st_size > MAX_EDIT_BYTES:
-        raise ToolError(f"{raw!r} is larger than {MAX_EDIT_BYTES} bytes; edit it with bash (e.g. sed) instead")
-    return path.read_bytes()
+    with open_for_reading(path, raw) as binary:
+        if os.fstat(binary.fileno()).st_size > MAX_EDIT_BYTES:
+            raise ToolError(f"{raw!r} is larger than {MAX_EDIT_BYTES} bytes; edit it with bash (e.g. sed) instead")
+        return binary.read()
 
 
 def run_file_edit(arguments: dict, ctx: ToolContext) -> ToolResult:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
+from typing import BinaryIO
 
 from alex.agent.tools.base import ToolError
 from alex.agent.tools.offload import off_hub
@@ -26,6 +28,40 @@ def resolve_path(workspace: Path, raw: str) -> Path:
     if real != root and root not in real.parents:
         raise ToolError(f"path {raw!r} is outside the workspace; use a path relative to the workspace")
     return real
+
+
+def _checked_fd(path: Path, raw: str, flags: int) -> int:
+    """os.open `path` without following a final symlink and refuse what is not a regular file with one link."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError as error:
+        if error.errno == errno.ELOOP:  # a symlink put there since the path was resolved
+            raise ToolError(f"{raw!r} is a symbolic link; refused") from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ToolError(f"{raw!r} is not a regular file")
+        if info.st_nlink > 1:
+            raise ToolError(f"{raw!r} has other hard links (it may be a file outside the workspace); refused")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_for_reading(path: Path, raw: str) -> BinaryIO:
+    """The regular file at `path` opened for reading; ToolError for a symlink, a non-file or a hard-linked file."""
+    return os.fdopen(_checked_fd(path, raw, os.O_RDONLY), "rb")
+
+
+def write_whole_file(path: Path, raw: str, data: bytes) -> None:
+    """Create or replace the content of `path` with `data`, refusing as `open_for_reading` does (checked before
+    anything is truncated)."""
+    with os.fdopen(_checked_fd(path, raw, os.O_WRONLY | os.O_CREAT), "wb") as file:
+        file.truncate(0)
+        file.write(data)
 
 
 def display_path(workspace: Path, path: Path) -> str:

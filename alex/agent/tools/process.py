@@ -1,4 +1,5 @@
-"""Start bash in its own process group with an allow-listed environment and resource limits; signal the group."""
+"""Start bash (in the sandbox, if any) in its own process group with an allow-listed environment, resource limits
+and a parent-death signal; signal the group."""
 
 from __future__ import annotations
 
@@ -11,9 +12,13 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from alex.agent.tools.sandbox import NO_SANDBOX, NOBODY, Sandbox
+from alex.prctl import set_parent_death_signal
+
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 CPU_HARD_SLACK_S = 5  # SIGXCPU at the soft limit, SIGKILL this much later
 NPROC_LIMIT = 512  # per user, not per group, so not too tight; root ignores it anyway
+ADDRESS_SPACE_BYTES = 4 * 1024**3
 
 
 def bash_environment(workspace: Path) -> dict[str, str]:
@@ -29,23 +34,43 @@ def _clamped(kind: int, soft: int, hard: int) -> tuple[int, int]:
     return min(soft, hard), hard
 
 
-def limits_setter(timeout_s: float, max_file_bytes: int) -> Callable[[], None]:
-    """A preexec_fn that applies the resource limits in the child (computed here, so the child only calls setrlimit)."""
+Limits = list[tuple[int, tuple[int, int]]]
+
+
+def tool_limits(timeout_s: float, max_file_bytes: int, sandbox: Sandbox) -> Limits:
+    """The resource limits of a bash command: CPU time, file size, address space, no core dumps; outside a
+    sandbox also processes per user (in one, a limit of its own user namespace is set inside)."""
     cpu_s = math.ceil(timeout_s) + 1
     limits = [
         (resource.RLIMIT_CPU, _clamped(resource.RLIMIT_CPU, cpu_s, cpu_s + CPU_HARD_SLACK_S)),
         (resource.RLIMIT_FSIZE, _clamped(resource.RLIMIT_FSIZE, max_file_bytes, max_file_bytes)),
+        (resource.RLIMIT_AS, _clamped(resource.RLIMIT_AS, ADDRESS_SPACE_BYTES, ADDRESS_SPACE_BYTES)),
         (resource.RLIMIT_CORE, (0, 0)),
     ]
-    if os.geteuid() != 0:
+    if os.geteuid() != 0 and not sandbox.isolated:
         limits.append((resource.RLIMIT_NPROC, _clamped(resource.RLIMIT_NPROC, NPROC_LIMIT, NPROC_LIMIT)))
+    return limits
 
-    def apply_limits() -> None:
-        """Set the limits (in the child, between fork and exec)."""
+
+def tool_preexec(sandbox: Sandbox, limits: Limits) -> Callable[[], None]:
+    """A preexec_fn (computed here, so the child only makes system calls): apply `limits`, become nobody when
+    the sandbox says so, and die by SIGKILL with the forking thread (a worker that crashes takes bash along)."""
+    parent = os.getpid()
+    drop = sandbox.drops_to_nobody
+
+    def prepare_child() -> None:
+        """Runs in the child between fork and exec."""
         for kind, values in limits:
             resource.setrlimit(kind, values)
+        if drop:
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+        set_parent_death_signal(signal.SIGKILL)  # after setuid, which clears it
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os._exit(1)
 
-    return apply_limits
+    return prepare_child
 
 
 def _stat_fields(pid: str) -> tuple[str, int] | None:
@@ -79,15 +104,17 @@ def live_group_members(pgid: int) -> list[int]:
 class ProcessGroup:
     """A `bash -c` command running as the leader of its own session; `signal` reaches all of its processes."""
 
-    def __init__(self, command: str, workspace: Path, timeout_s: float, max_file_bytes: int):
+    def __init__(self, command: str, workspace: Path, timeout_s: float, max_file_bytes: int,
+                 sandbox: Sandbox = NO_SANDBOX):
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
         try:
             # subprocess is looked up at call time: under gevent's monkey-patching it is gevent's, cooperative
             self.proc = subprocess.Popen(
-                ["/bin/bash", "-c", command], cwd=workspace, env=bash_environment(workspace),
-                stdin=subprocess.DEVNULL, stdout=out_write, stderr=err_write, close_fds=True,
-                start_new_session=True, preexec_fn=limits_setter(timeout_s, max_file_bytes),
+                sandbox.argv(command, workspace, bash_environment(workspace)), cwd=workspace,
+                env=bash_environment(workspace), stdin=subprocess.DEVNULL, stdout=out_write, stderr=err_write,
+                close_fds=True, start_new_session=True,
+                preexec_fn=tool_preexec(sandbox, tool_limits(timeout_s, max_file_bytes, sandbox)),
             )
         except BaseException:
             os.close(out_read)

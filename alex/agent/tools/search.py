@@ -67,8 +67,11 @@ def _first_entries(halt: Halt, top: Path, recursive: bool) -> list[tuple[Path, s
 
 
 def run_list_files(arguments: dict, ctx: ToolContext) -> ToolResult:
-    """List a workspace directory ("/" marks directories, "@" symlinks); recursively when asked."""
-    top = _directory(ctx, arguments.get("path", "."))
+    """List a workspace directory ("/" marks directories, "@" symlinks); recursively when asked; a file: itself."""
+    raw = arguments.get("path", ".")
+    if resolve_path(ctx.workspace, raw).is_file():  # what a model means by listing a file: is it there
+        return result(display_path(ctx.workspace, resolve_path(ctx.workspace, raw)))
+    top = _directory(ctx, raw)
     entries = _off_hub(ctx, "the listing", _first_entries, top, arguments.get("recursive", False))
     lines = [display_path(ctx.workspace, path) + marker for path, marker in entries[:MAX_ENTRIES]]
     if len(entries) > MAX_ENTRIES:
@@ -156,7 +159,8 @@ LIST_FILES = Tool(
     description="List the files and directories of a workspace directory, sorted by name; directories end "
                 "with '/', symlinks with '@'. Recursive listings do not go into .git.",
     parameters=object_schema({
-        "path": prop("string", "Directory relative to the workspace (default: the workspace itself)."),
+        "path": prop("string", "Directory relative to the workspace (default: the workspace itself); a file "
+                               "path lists just that file."),
         "recursive": prop("boolean", "Also list everything inside subdirectories (default false)."),
     }),
     run=run_list_files,

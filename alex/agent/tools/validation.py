@@ -51,21 +51,18 @@ def argument_problem(schema: dict[str, Any], value: Any, where: str = "") -> str
 def _object_problem(schema: dict[str, Any], value: dict[str, Any], where: str) -> str | None:
     properties = schema["properties"]
     prefix = f"{where}." if where else ""
-    missing = [f"{prefix}{field}" for field in schema["required"] if field not in value]
-    if missing:
-        return f"missing required argument(s): {', '.join(missing)}"
+    problems = []
     unknown = [f"{prefix}{field}" for field in value if field not in properties]
     if unknown:
         allowed = ", ".join(properties) or "none"
-        return f"unknown argument(s): {', '.join(unknown)} (allowed: {allowed})"
+        problems.append(f"unknown argument(s): {', '.join(unknown)} (allowed: {allowed})")
+    missing = [f"{prefix}{field}" for field in schema["required"] if field not in value]
+    if missing:
+        problems.append(f"missing required argument(s): {', '.join(missing)}")
+    if problems:
+        return "; ".join(problems)
     for field, item in value.items():
         problem = argument_problem(properties[field], item, f"{prefix}{field}")
         if problem:
             return problem
     return None
-
-
-def drop_null_optionals(schema: dict[str, Any], arguments: dict[str, Any]) -> dict[str, Any]:
-    """The arguments without optional fields set to null (models often send null for "not given")."""
-    required = set(schema["required"])
-    return {field: value for field, value in arguments.items() if value is not None or field in required}

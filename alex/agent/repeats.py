@@ -1,0 +1,83 @@
+"""The repeated-call guard: a tool call identical to an earlier one of the task, with nothing changed since.
+
+A call repeats an earlier one when it has the same tool and the same arguments (compared as parsed JSON, key order
+ignored) and no call that can change the workspace or the todos ran between them. A repeat of a read-only or
+idempotent tool (file_read, list_files, grep, todo_read, file_write, file_edit, todo_write) is not run again: the model
+gets the first result, with a note. A repeated bash command does run again — a command may depend on time or on the
+world outside (a flaky test, a server starting) — and its result carries the note. After MAX_REPEATS repeats in one
+task the task ends with stop_reason "repeated_calls".
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from alex.agent.call_arguments import parse_object
+from alex.agent.llm_types import ToolCall
+
+MAX_REPEATS = 3
+CHANGES_STATE = frozenset({"bash", "file_write", "file_edit", "todo_write"})
+RUNS_AGAIN = frozenset({"bash"})
+_QUOTED_RESULT_CHARS = 4000
+
+
+@dataclass
+class Earlier:
+    """What an earlier identical call answered, and when."""
+
+    iteration: int
+    message: str
+    state: int  # the state counter after it ran
+
+
+def _key(call: ToolCall) -> tuple[str, str]:
+    arguments = parse_object(call.arguments)
+    canonical = call.arguments if arguments is None else json.dumps(arguments, sort_keys=True, ensure_ascii=False)
+    return call.name, canonical
+
+
+class RepeatGuard:
+    """The calls of one task, to spot repeats; counts them."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str], Earlier] = {}
+        self._state = 0  # bumped by every call that can change the workspace or the todos
+        self.repeats = 0
+
+    def earlier(self, call: ToolCall) -> Earlier | None:
+        """The identical earlier call when nothing has changed since it ran (counted as a repeat), else None."""
+        found = self._seen.get(_key(call))
+        if found is None or found.state != self._state:
+            return None
+        self.repeats += 1
+        return found
+
+    def record(self, call: ToolCall, iteration: int, message: str, ran: bool) -> None:
+        """Remember a call's answer; a call that ran and can change state makes every earlier call stale."""
+        if ran and call.name in CHANGES_STATE:
+            self._state += 1
+        key = _key(call)
+        if ran or key not in self._seen:
+            self._seen[key] = Earlier(iteration, message, self._state)
+
+    @property
+    def exhausted(self) -> bool:
+        """True once the model repeated calls MAX_REPEATS times in this task."""
+        return self.repeats >= MAX_REPEATS
+
+
+def not_run_note(call: ToolCall, earlier: Earlier) -> str:
+    """The answer to a repeated call that is not run again."""
+    quoted = earlier.message
+    if len(quoted) > _QUOTED_RESULT_CHARS:
+        quoted = quoted[:_QUOTED_RESULT_CHARS] + "\n[… rest as before]"
+    return (f"You already called {call.name} with these exact arguments (iteration {earlier.iteration}) and nothing "
+            f"has changed since, so it was not run again. Its result was:\n{quoted}\n"
+            "Do not repeat it: use that result, take a different step, or give your final answer if you are done.")
+
+
+def ran_again_note(earlier: Earlier) -> str:
+    """The line put before the output of a repeated command that ran again."""
+    return (f"Note: you already ran this exact command (iteration {earlier.iteration}) and nothing else ran since. "
+            "If its result is what you needed, move on or give your final answer.\n")

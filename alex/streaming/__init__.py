@@ -1,0 +1,1 @@
+"""Server-Sent Event streams: the per-process broadcaster, the pump for idle streams, the SSE encoding."""

@@ -1,0 +1,271 @@
+"""The agent against the habits of small and local models, through the fake OpenAI server over HTTP.
+
+The fake is as strict as llama-server: a request whose conversation holds tool-call arguments that are not a
+JSON object gets its 500 and fails the test.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from alex.event_schemas import EVENT_SCHEMAS
+from tests.agent_support import agent_settings, analysis, run_task
+from tests.fakes.openai_server import error, routed, text, tool_calls
+from tests.fakes.server_rules import prompt_tokens
+
+
+@pytest.fixture
+def agent_app(make_app, fake_openai):
+    """An app whose agent talks to the fake OpenAI server."""
+    return make_app(**agent_settings(fake_openai))
+
+
+def _stored_calls(client, session_id: str) -> list[dict]:
+    messages = client.get(f"/api/sessions/{session_id}").get_json()["messages"]
+    return [call["function"] for message in messages for call in message.get("tool_calls") or []]
+
+
+def test_arguments_cut_mid_call_are_stored_as_json_and_the_model_is_told_how_to_retry(agent_app, fake_openai):
+    fake_openai.script(
+        analysis(),
+        tool_calls(("bash", '{"command": "echo hi')),  # the reply ended inside the string
+        tool_calls(("bash", {"command": "echo hi"})),
+        text("It printed hi."),
+        analysis(),
+        text("Second task answered."),
+    )
+    client = agent_app.test_client()
+    run = run_task(agent_app, client, "say hi", "cut-call")
+    refused = run.of("tool_call_complete")[0]
+    assert "not a complete JSON object" in refused["error"] and '{"command": "echo hi' in refused["error"]
+    assert 'bash(command: string, timeout_s?: number)' in refused["error"] and '"command": "ls -la"' in refused["error"]
+    assert run.of("tool_call_stream") and run.of("tool_call_complete")[1]["result"] == "hi\n"
+    assert run.terminal["final_answer"] == "It printed hi."
+    assert [call["arguments"] for call in _stored_calls(client, "cut-call")] == ["{}", '{"command": "echo hi"}']
+    follow_up = run_task(agent_app, client, "and now?", "cut-call")
+    assert follow_up.terminal["event_type"] == "task_complete"
+    assert follow_up.terminal["final_answer"] == "Second task answered."
+
+
+@pytest.mark.parametrize("raw", ["", "[1, 2]", '"ls"', '{"command": NaN}'])
+def test_arguments_that_are_no_json_object_are_stored_as_an_empty_object(agent_app, fake_openai, raw):
+    fake_openai.script(analysis(), tool_calls(("list_files", raw)), text("ok"))
+    client = agent_app.test_client()
+    run = run_task(agent_app, client, "odd arguments", "odd-args")
+    assert run.terminal["event_type"] == "task_complete"
+    assert _stored_calls(client, "odd-args")[0]["arguments"] == "{}"
+
+
+def test_a_lone_surrogate_escape_is_stored_as_a_replacement_character(agent_app, fake_openai):
+    fake_openai.script(analysis(), tool_calls(("file_write", '{"path": "a\\udcff.txt", "content": "x"}')), text("ok"))
+    client = agent_app.test_client()
+    run_task(agent_app, client, "odd name", "surrogate")
+    assert json.loads(_stored_calls(client, "surrogate")[0]["arguments"]) == {"path": "a\ufffd.txt", "content": "x"}
+
+
+def _results(run) -> list[tuple[str | None, str]]:
+    return [(event["error"], event["result"]) for event in run.of("tool_call_complete")]
+
+
+def test_zero_null_or_empty_optional_arguments_mean_their_default(agent_app, fake_openai):
+    fake_openai.script(
+        analysis(),
+        tool_calls(("bash", {"command": "printf 'a\\nb\\nc\\n' > f.txt; echo ran", "timeout_s": 0})),
+        tool_calls(("file_read", {"path": "f.txt", "offset": 0, "limit": None}),
+                   ("list_files", {"path": "", "recursive": None}),
+                   ("grep", {"pattern": "b", "path": "", "glob": ""})),
+        text("ok"),
+    )
+    run = run_task(agent_app, agent_app.test_client(), "defaults", "defaults")
+    (bash_error, bash_out), (read_error, read), (list_error, listing), (grep_error, found) = _results(run)
+    assert (bash_error, bash_out) == (None, "ran\n")
+    assert read_error is None and read.splitlines()[0].split() == ["1", "a"]
+    assert (list_error, listing) == (None, "f.txt")
+    assert grep_error is None and "f.txt:2:b" in found
+
+
+def test_numbers_and_booleans_given_as_strings_and_json_text_for_arrays_are_taken_as_meant(agent_app, fake_openai):
+    todos = [{"id": 1, "content": "first", "status": "Completed"}]
+    fake_openai.script(
+        analysis(),
+        tool_calls(("bash", {"command": "mkdir -p d/e; printf 'x\\ny\\n' > d/e/g.txt", "timeout_s": "30"})),
+        tool_calls(("file_read", {"path": "d/e/g.txt", "offset": "2", "limit": "1.0"}),
+                   ("list_files", {"path": "d", "recursive": "true"}),
+                   ("todo_write", {"todos": json.dumps(todos)})),
+        text("ok"),
+    )
+    client = agent_app.test_client()
+    run = run_task(agent_app, client, "coerce", "coerce")
+    assert [error for error, _ in _results(run)] == [None] * 4
+    assert _results(run)[1][1].split() == ["2", "y"]
+    assert _results(run)[2][1].splitlines() == ["d/e/", "d/e/g.txt"]
+    assert client.get("/api/sessions/coerce").get_json()["todos"] == [
+        {"id": "1", "content": "first", "status": "completed"}]
+
+
+def test_list_files_given_a_file_lists_that_file(agent_app, fake_openai):
+    fake_openai.script(analysis(), tool_calls(("file_write", {"path": "src/a.py", "content": "x"})),
+                       tool_calls(("list_files", {"path": "src/a.py"})), text("ok"))
+    run = run_task(agent_app, agent_app.test_client(), "list a file", "list-file")
+    assert _results(run)[1] == (None, "src/a.py")
+
+
+def test_a_wrong_argument_is_answered_with_its_name_its_type_and_an_example(agent_app, fake_openai):
+    fake_openai.script(analysis(), tool_calls(("file_read", {"file": "a.py"}), ("bash", {"command": ["ls"]})),
+                       text("ok"))
+    run = run_task(agent_app, agent_app.test_client(), "wrong names", "wrong-names")
+    (unknown, _), (wrong_type, _) = _results(run)
+    assert unknown.startswith("file_read: unknown argument(s): file (allowed: path, offset, limit)")
+    assert "missing required argument(s): path" in unknown
+    assert "file_read(path: string, offset?: integer, limit?: integer)" in unknown
+    assert 'Example arguments: {"path": "main.py"}' in unknown
+    assert wrong_type.startswith("bash: command must be a string, not array")
+    assert 'Example arguments: {"command": "ls -la"}' in wrong_type
+
+
+def test_tool_calls_of_a_reply_cut_at_the_token_limit_are_not_run(agent_app, fake_openai, tmp_path):
+    fake_openai.script(
+        analysis(),
+        tool_calls(("bash", {"command": "touch whole.txt"}), ("file_write", '{"path": "cut.py", "content": "pri'),
+                   finish_reason="length"),
+        tool_calls(("list_files", {})),
+        text("Nothing was written."),
+    )
+    run = run_task(agent_app, agent_app.test_client(), "write files", "cut-calls")
+    refused = run.of("tool_call_complete")[:2]
+    assert [event["tool_name"] for event in refused] == ["bash", "file_write"]
+    assert all("cut off" in event["error"] and "not run" in event["error"] for event in refused)
+    assert not run.of("tool_call_stream"), "bash did not run"
+    assert run.of("tool_call_complete")[2]["result"] == "(empty directory)"
+    assert run.terminal["stop_reason"] == "completed"
+    EVENT_SCHEMAS["task_complete"]().load(run.terminal)
+
+
+def test_a_text_answer_cut_at_the_token_limit_is_continued_once(agent_app, fake_openai):
+    fake_openai.script(analysis(), text("The answer is", finish_reason="length"), text(" 42."))
+    run = run_task(agent_app, agent_app.test_client(), "what is it?", "continued")
+    asked = fake_openai.requests[-1].body["messages"][-2:]
+    assert asked[0] == {"role": "assistant", "content": "The answer is"}
+    assert asked[1]["role"] == "user" and "cut off" in asked[1]["content"]
+    assert run.terminal["final_answer"] == "The answer is 42." and run.terminal["stop_reason"] == "completed"
+
+
+def test_a_text_answer_cut_twice_ends_with_its_own_stop_reason(agent_app, fake_openai):
+    fake_openai.script(analysis(), text("Part one,", finish_reason="length"), text(" part two", finish_reason="length"))
+    run = run_task(agent_app, agent_app.test_client(), "a long essay", "cut-twice")
+    assert run.terminal["event_type"] == "task_complete" and run.terminal["stop_reason"] == "truncated"
+    assert run.terminal["final_answer"] == "Part one, part two"
+    assert run.task["status"] == "completed"
+    EVENT_SCHEMAS["task_complete"]().load(run.terminal)
+
+
+def _big_output(letter: str) -> tuple[str, dict[str, str]]:
+    """A bash call printing about 1,000 tokens."""
+    return "bash", {"command": f"head -c 4000 /dev/zero | tr '\\0' {letter}"}
+
+
+def _overflowing_script(*extra):
+    return (analysis(), *[tool_calls(_big_output(letter)) for letter in "abc"], text("Done."), *extra)
+
+
+def _notices(run) -> list[str]:
+    return [event["error"] for event in run.of("error") if not event["terminal"]]
+
+
+def test_llama_servers_overflow_error_teaches_alex_its_context_and_later_requests_fit(agent_app, fake_openai):
+    fake_openai.n_ctx = 3000  # llama-server's 400 exceed_context_size_error, with n_ctx, above it
+    fake_openai.script(*_overflowing_script(analysis(), tool_calls(_big_output("d")), text("2")))
+    client = agent_app.test_client()
+    run = run_task(agent_app, client, "produce lots of output", "llama-overflow")
+    assert run.terminal["final_answer"] == "Done."
+    sizes = [prompt_tokens(request.body) for request in fake_openai.requests if not request.analysis]
+    refused = [size for size in sizes if size > 3000]
+    assert len(refused) == 1 and sizes[-1] <= 3000, sizes
+    assert len(_notices(run)) == 1 and "3000" in _notices(run)[0]
+    before = len(fake_openai.requests)
+    second = run_task(agent_app, client, "more", "llama-overflow")
+    assert second.terminal["final_answer"] == "2" and not _notices(second)
+    assert all(prompt_tokens(r.body) <= 3000 for r in fake_openai.requests[before:])
+
+
+def test_llama_servers_props_give_the_context_before_any_overflow(agent_app, fake_openai):
+    fake_openai.n_ctx = 3000
+    fake_openai.props = {"default_generation_settings": {"n_ctx": 3000}}
+    fake_openai.script(*_overflowing_script(analysis(), text("again")))
+    client = agent_app.test_client()
+    run = run_task(agent_app, client, "produce lots of output", "llama-props")
+    run_task(agent_app, client, "again", "llama-props")
+    assert not _notices(run) and run.terminal["final_answer"] == "Done."
+    assert fake_openai.props_requests == 1, "asked once per client"
+
+
+@pytest.mark.parametrize("status, body_error", [
+    (400, error(400, "This model's maximum context length is 3000 tokens. However, you requested 4100 tokens "
+                     "(4000 in the messages, 100 in the completion). Please reduce the length of the messages or "
+                     "completion.", type="BadRequestError", code="400")),  # vLLM
+    (500, error(500, "input exceeds maximum context length of 3000 tokens", type="api_error")),  # Ollama
+])
+def test_vllm_and_ollama_overflow_errors_are_recognised_and_their_size_learned(agent_app, fake_openai, status,
+                                                                               body_error):
+    fake_openai.script(*_overflowing_script()[:4], body_error, text("Done."))
+    run = run_task(agent_app, agent_app.test_client(), "produce lots of output", "other-overflow")
+    assert run.terminal["final_answer"] == "Done." and len(_notices(run)) == 1
+    assert prompt_tokens(fake_openai.requests[-1].body) <= 3000
+
+
+def test_a_repeated_read_is_answered_from_the_first_result_without_running_again(agent_app, fake_openai):
+    workspace = agent_app.extensions["alex"].config.workspace_root / "repeat-read"
+    read = tool_calls(("file_read", {"path": "notes.txt"}))
+
+    def change_the_file_behind_the_agents_back(request):
+        (workspace / "notes.txt").write_text("second-version\n")
+        return read
+
+    fake_openai.script(analysis(), tool_calls(("file_write", {"path": "notes.txt", "content": "first\n"})), read,
+                       routed(change_the_file_behind_the_agents_back), text("ok"))
+    run = run_task(agent_app, agent_app.test_client(), "read twice", "repeat-read")
+    first, again = run.of("tool_call_complete")[1:]
+    assert "first" in first["result"] and again["error"] is None
+    assert "already" in again["result"] and "first" in again["result"] and "second-version" not in again["result"]
+    assert run.terminal["stop_reason"] == "completed"
+
+
+def test_a_read_after_a_write_is_no_repeat(agent_app, fake_openai):
+    read = tool_calls(("file_read", {"path": "a.txt"}))
+    fake_openai.script(analysis(), tool_calls(("file_write", {"path": "a.txt", "content": "1"})), read,
+                       tool_calls(("file_write", {"path": "a.txt", "content": "2"})), read, text("ok"))
+    run = run_task(agent_app, agent_app.test_client(), "write, read, write, read", "no-repeat")
+    reads = [event["result"] for event in run.of("tool_call_complete") if event["tool_name"] == "file_read"]
+    assert reads[1].split() == ["1", "2"] and "already" not in reads[1]
+
+
+def test_a_repeated_command_runs_again_and_the_model_is_told(agent_app, fake_openai):
+    append = tool_calls(("bash", {"command": "echo x >> log.txt; wc -l < log.txt"}))
+    fake_openai.script(analysis(), append, append, text("ok"))
+    run = run_task(agent_app, agent_app.test_client(), "append twice", "repeat-bash")
+    first, again = [event["result"] for event in run.of("tool_call_complete")]
+    assert first == "1\n" and again.endswith("2\n") and "already ran this exact command" in again
+
+
+def test_the_task_ends_with_its_own_stop_reason_after_three_repeats(make_app, fake_openai):
+    app = make_app(**agent_settings(fake_openai, ALEX_MAX_ITERATIONS="10"))
+    todos = {"todos": [{"id": "1", "content": "count", "status": "completed"}]}
+    fake_openai.script(analysis(), *[tool_calls(("todo_write", todos), content=f"Marking {n}.") for n in range(4)],
+                       analysis(), text("Fresh start."))
+    client = app.test_client()
+    run = run_task(app, client, "loop on todos", "loop")
+    assert run.terminal["event_type"] == "task_complete" and run.terminal["stop_reason"] == "repeated_calls"
+    assert run.terminal["total_iterations"] == 4 and run.terminal["final_answer"] == "Marking 3."
+    EVENT_SCHEMAS["task_complete"]().load(run.terminal)
+    assert run_task(app, client, "next", "loop").terminal["final_answer"] == "Fresh start."
+
+
+def test_an_empty_answer_is_stored_as_empty_text_not_null(agent_app, fake_openai):
+    fake_openai.script(analysis(), text(""), analysis(), text("ok"))
+    client = agent_app.test_client()
+    run_task(agent_app, client, "say nothing", "empty")
+    run_task(agent_app, client, "now say ok", "empty")
+    sent = [m for m in fake_openai.requests[-1].body["messages"] if m["role"] == "assistant"]
+    assert sent == [{"role": "assistant", "content": ""}], "strict servers want content on an assistant message"
