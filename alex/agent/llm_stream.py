@@ -13,7 +13,6 @@ from alex.agent.llm_types import Completion, LLMError, ToolCall, Usage, api_erro
 
 _LINE_END = re.compile(r"\r\n|\r|\n")
 MAX_LINE_CHARS = 8 * 1024 * 1024  # a longer line, or event, is no chat-completion chunk: the call fails
-YIELD_EVERY_S = 0.002  # the longest stretch the stream's parsing holds the gevent hub without yielding
 
 
 @dataclass
@@ -48,20 +47,14 @@ class SSEDecoder:
         if not self._started and text:
             self._started = True
             text = text.removeprefix("\ufeff")
-        if self._held_cr:
-            text, self._held_cr = "\r" + text, ""
+        text, self._held_cr = self._held_cr + text, ""
         if text.endswith("\r"):  # keep it until the next byte shows whether an LF follows
             text, self._held_cr = text[:-1], "\r"
         *ended, rest = _LINE_END.split(text)
-        if not ended:
-            self._add_partial(rest)
-            return []
-        if self._partial:
+        events = []
+        if ended:
             ended[0] = self._take_partial() + ended[0]
-        if len(ended[0]) > MAX_LINE_CHARS or len(text) > MAX_LINE_CHARS:  # else no line here can be too long
-            for line in ended:
-                _check_size(len(line), "a line")
-        events = [event for event in map(self._line, ended) if event is not None]
+            events = [event for event in map(self._checked_line, ended) if event is not None]
         self._add_partial(rest)
         return events
 
@@ -82,6 +75,10 @@ class SSEDecoder:
         line = "".join(self._partial)
         self._partial, self._partial_chars = [], 0
         return line
+
+    def _checked_line(self, line: str) -> SSEEvent | None:
+        _check_size(len(line), "a line")
+        return self._line(line)
 
     def _line(self, line: str) -> SSEEvent | None:
         if not line:
@@ -112,17 +109,12 @@ def _check_size(chars: int, what: str) -> None:
 
 
 def sse_events(chunks: Iterable[bytes]) -> Iterator[SSEEvent]:
-    """The events of a byte stream, those completed by its end included. Yields to the gevent hub (time.sleep
-    is patched under gunicorn) after a chunk once YIELD_EVERY_S passed since the last yield, so a server
-    streaming fast cannot hold the worker; not after every chunk: sleep(0) costs ~7 us under gevent and
-    ~100 us with plain threads, more than decoding a chunk."""
+    """The events of a byte stream, those completed by its end included. Yields to the gevent hub after each
+    chunk (time.sleep is patched under gunicorn), so a server streaming fast cannot hold the worker."""
     decoder = SSEDecoder()
-    yielded = time.monotonic()
     for data in chunks:
         yield from decoder.feed(data)
-        if time.monotonic() - yielded >= YIELD_EVERY_S:
-            time.sleep(0)
-            yielded = time.monotonic()
+        time.sleep(0)
     yield from decoder.close()
 
 
