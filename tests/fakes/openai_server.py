@@ -142,12 +142,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.fake.connections.discard(self.connection)
         super().finish()
 
-    def handle(self) -> None:
-        try:
-            super().handle()
-        except ConnectionResetError:
-            pass  # the client reset the connection while the fake waited for its next request: its choice
-
     def do_POST(self) -> None:
         self.server.fake.handle(self)
 
