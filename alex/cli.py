@@ -1,4 +1,5 @@
-"""The `alex` command: check the configuration, serve with gunicorn."""
+"""The `alex` command: check the configuration, serve with gunicorn; run tasks and follow sessions on a server
+(alex/cli_remote.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 
 import click
 
+from alex.cli_remote import REMOTE_COMMANDS
 from alex.config import Config, ConfigError, check_production_auth, documented_settings, load_dotenv_file
 
 
@@ -79,3 +81,7 @@ def serve(port: int | None, workers: int | None, reload: bool, gunicorn_args: tu
     command = [sys.executable, "-m", "gunicorn", "-c", "python:alex.gunicorn_conf"]
     command += ["--reload"] if reload else []
     os.execv(sys.executable, [*command, *gunicorn_args, "alex.wsgi:app"])
+
+
+for _command in REMOTE_COMMANDS:
+    main.add_command(_command)

@@ -62,9 +62,13 @@ async def deliver(target: Any, conns: list[StreamConn], events: int, interval_s:
     blocked = server.blocking_reports()[reports_before:]
     tally = tally_streams(target, live, trigger)
     seconds = max(finished - started, 1e-9)
+    # From the first byte any stream received after the trigger: the rate without the task's start-up.
+    first = min((at for conn in live for at, _ in conn.pieces if at >= started), default=started)
+    flowing_s = max(finished - first, 1e-9)
     return {
         **tally.summary(), "streams_ended": ended, "seconds": round(seconds, 3),
-        "deliveries_per_s": round(tally.deliveries / seconds), "cpu_s": round(cpu_s, 2),
+        "deliveries_per_s": round(tally.deliveries / seconds), "flowing_s": round(flowing_s, 3),
+        "deliveries_per_s_flowing": round(tally.deliveries / flowing_s), "cpu_s": round(cpu_s, 2),
         "client_cpu_s": round(client_cpu_s, 2),  # the load client shares the machine: its share of the 2 cores
         "cpu_us_per_delivery": round(1e6 * cpu_s / tally.deliveries, 2) if tally.deliveries else None,
         "blocking_reports": len(blocked), "blocking_where": Counter(blocked).most_common(5),

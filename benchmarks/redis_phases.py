@@ -14,6 +14,9 @@ import argparse
 import asyncio
 import sys
 import time
+import urllib.request
+from collections.abc import Awaitable
+from pathlib import Path
 from typing import Any
 
 from benchmarks import phases
@@ -27,9 +30,31 @@ from benchmarks.targets import RedisAlexTarget, Trigger
 CROSS_SESSION = "cross"
 
 
-def redis_settings(redis: RedisServer, prefix: str, workers: int) -> dict[str, str]:
-    """The settings of an alex server on the benchmark's Redis, under its own key prefix."""
-    return {"REDIS_URL": redis.url, "ALEX_REDIS_PREFIX": prefix, "WEB_CONCURRENCY": str(workers)}
+def redis_settings(redis: RedisServer, prefix: str, workers: int, metrics_dir: Path) -> dict[str, str]:
+    """The settings of an alex server on the benchmark's Redis, under its own key prefix; /metrics sums all its
+    workers (an empty PROMETHEUS_MULTIPROC_DIR of its own)."""
+    metrics_dir.mkdir(parents=True)
+    return {"REDIS_URL": redis.url, "ALEX_REDIS_PREFIX": prefix, "WEB_CONCURRENCY": str(workers),
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+
+
+async def with_fallbacks(target: Any, phase: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    """The phase's result, with how often its streams fell out of the window and read the log instead."""
+    result = await phase
+    text = await asyncio.to_thread(_metrics_text, target.server.port)
+    result["overflows"] = _metric(text, "alex_stream_overflows_total")
+    result["catch_up_log_reads"] = _metric(text, 'alex_stream_log_reads_total{reason="catch_up"}')
+    return result
+
+
+def _metrics_text(port: int) -> str:
+    with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=10) as response:
+        return response.read().decode()
+
+
+def _metric(text: str, name: str) -> float | None:
+    """The value of one sample line of Prometheus text (None when absent)."""
+    return next((float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + " ")), None)
 
 
 def streams_per_worker(target: Any) -> dict[str, Any]:
@@ -43,13 +68,14 @@ async def run(bench: Any, redis: RedisServer, results: dict[str, Any]) -> None:
     section = results.setdefault("redis", {"scale": [], "latency": []})
     for workers in (2, 1):
         section["scale"].append(await bench.with_server(
-            "alex", args.redis_streams, lambda target: phases.fanout(
-                target, args.redis_streams, args.redis_events, 0.0, probe=lambda: streams_per_worker(target)),
-            **redis_settings(redis, f"scale{workers}:", workers)) | {"workers": workers, "store": "redis"})
+            "alex", args.redis_streams, lambda target: with_fallbacks(target, phases.fanout(
+                target, args.redis_streams, args.redis_events, 0.0, probe=lambda: streams_per_worker(target))),
+            **redis_settings(redis, f"scale{workers}:", workers, bench.scratch / f"metrics-scale{workers}"))
+            | {"workers": workers, "store": "redis"})
     _progress(f"redis: {args.redis_streams} streams back-to-back, 2 workers and 1")
     streams = args.redis_latency_streams
     for store in ("redis", "embedded"):
-        settings = redis_settings(redis, "latency:", 1) if store == "redis" else {}
+        settings = redis_settings(redis, "latency:", 1, bench.scratch / "metrics-latency") if store == "redis" else {}
         section["latency"].append(await bench.with_server("alex", streams, lambda target: phases.fanout(
             target, streams, args.events, args.interval), **settings) | {"workers": 1, "store": store})
     _progress(f"redis: fan-out latency at {streams} streams, Redis and embedded")
@@ -59,7 +85,7 @@ async def run(bench: Any, redis: RedisServer, results: dict[str, Any]) -> None:
 
 async def two_servers(bench: Any, redis: RedisServer, events: int, pace_s: float) -> dict[str, Any]:
     """Server A runs the task, server B streams it (both one worker on the same Redis and prefix)."""
-    settings = redis_settings(redis, "cross:", 1)
+    settings = redis_settings(redis, "cross:", 1, bench.scratch / "metrics-cross")
     started = []
     try:
         for _ in range(2):

@@ -15,6 +15,7 @@ import redis
 from benchmarks.servers import HOST, free_port
 
 START_TIMEOUT_S = 10.0
+ATTEMPTS = 3
 
 
 class RedisServer:
@@ -26,27 +27,34 @@ class RedisServer:
         if binary is None:
             raise RuntimeError("the Redis phases need redis-server on PATH: apt-get install redis-server "
                                "(or run with --no-redis)")
-        self.port = free_port()
-        self.url = f"redis://{HOST}:{self.port}/0"
         workdir.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", HOST, "--save", "", "--appendonly", "no",
-             "--dir", str(workdir), "--logfile", str(log_path)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True,
-        )
-        self.client = redis.Redis(host=HOST, port=self.port, socket_connect_timeout=1, decode_responses=True)
-        self._wait_ready()
+        self.log_path = log_path
+        for attempt in range(1, ATTEMPTS + 1):  # a free port can be taken before redis-server binds it
+            self.port = free_port()
+            self.url = f"redis://{HOST}:{self.port}/0"
+            with open(log_path, "ab") as log:
+                self.process = subprocess.Popen(
+                    [binary, "--port", str(self.port), "--bind", HOST, "--save", "", "--appendonly", "no",
+                     "--dir", str(workdir)],
+                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                )
+            self.client = redis.Redis(host=HOST, port=self.port, socket_connect_timeout=1, decode_responses=True)
+            if self._ready():
+                return
+            self.stop()
+            if attempt == ATTEMPTS:
+                tail = log_path.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"redis-server did not start ({ATTEMPTS} tries); its log:\n{tail}")
 
-    def _wait_ready(self) -> None:
+    def _ready(self) -> bool:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             try:
                 self.client.ping()
-                return
+                return True
             except (redis.ConnectionError, redis.BusyLoadingError):
                 if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"redis-server did not start on port {self.port}") from None
+                    return False
                 time.sleep(0.05)  # bounded poll of a starting server
 
     def command_calls(self) -> dict[str, int]:

@@ -114,9 +114,15 @@ def redis_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
         return []
     two, one = _pick(section["scale"], workers=2), _pick(section["scale"], workers=1)
     count = two.get("streams") or one.get("streams")
-    rows = [_compare(f"deliveries/s, {count} streams back-to-back: 2 workers vs 1 (both Redis)",
-                     two.get("deliveries_per_s"), one.get("deliveries_per_s"), "/s", REDIS_SCALE, above=True,
-                     versus="1 worker")]
+    rows = [_compare(f"deliveries/s, {count} streams back-to-back: 2 workers vs 1 (both Redis; first to last "
+                     "delivery)", two.get("deliveries_per_s_flowing"), one.get("deliveries_per_s_flowing"), "/s",
+                     REDIS_SCALE, above=True, versus="1 worker"),
+            _row("  same, from the task's post (start-up included)", two.get("deliveries_per_s"),
+                 one.get("deliveries_per_s"), "/s", "", None, _ratio(two.get("deliveries_per_s"),
+                                                                     one.get("deliveries_per_s"))),
+            _row("  server CPU per delivery (all workers; load client's share in the JSON)",
+                 two.get("cpu_us_per_delivery"), one.get("cpu_us_per_delivery"), "us", "", None,
+                 _ratio(two.get("cpu_us_per_delivery"), one.get("cpu_us_per_delivery")))]
     on_redis, embedded = _pick(section["latency"], store="redis"), _pick(section["latency"], store="embedded")
     p99 = (on_redis.get("latency", {}).get("p99_ms"), embedded.get("latency", {}).get("p99_ms"))
     added = round(p99[0] - p99[1], 2) if None not in p99 else None

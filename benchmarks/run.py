@@ -29,7 +29,7 @@ from benchmarks.targets import AlexTarget, NaiveTarget, RedisAlexTarget
 
 RESULTS = ROOT / "benchmarks" / "results"
 QUICK = {"streams": "100,1000", "events": 10, "throughput_events": 1000, "task_deltas": 20, "task_path_events": 50,
-         "redis_events": 200, "storm_clients": 1000, "storm_sessions": 20}
+         "redis_streams": 500, "redis_events": 300, "storm_clients": 1000, "storm_sessions": 20}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -160,11 +160,11 @@ async def run_phases(args: argparse.Namespace, scratch: Path, logs: Path, result
         if args.tasks:
             results["tasks"] = await bench.tasks()
             _progress("concurrent tasks")
+        if not args.no_redis:
+            await redis_mode(bench, logs, results)
         if args.storm_clients:
             results["storm"] = await storm.run(bench, args.storm_clients, args.storm_sessions, args.storm_deltas)
             _progress(f"reconnect storm of {args.storm_clients} clients")
-        if not args.no_redis:
-            await redis_mode(bench, logs, results)
     finally:
         llm.stop()
 

@@ -194,10 +194,10 @@ def _blocked_section(report: str) -> tuple[str, list[str]]:
 def blocking_summaries(log: str) -> list[str]:
     """One line per report of a blocked *main* hub (the worker's; not a thread pool's): the deepest frames of the
     blocked greenlet outside gevent."""
-    summaries = []
+    summaries, main_thread = [], main_thread_id(log)  # once: the log can hold many thousands of reports
     for report in log.split(BLOCKING_MARK)[1:]:
         thread_id, frames = _blocked_section(report)
-        if thread_id != main_thread_id(log):
+        if thread_id != main_thread:
             continue
         ours = [frame for frame in frames if "/gevent/" not in frame and "/greenlet/" not in frame]
         summaries.append(" <- ".join(reversed(ours[-3:])) if ours else "(in the hub's own loop)")

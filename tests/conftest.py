@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -13,9 +15,34 @@ import pytest
 from alex.agent.cancel import CancelToken
 from alex.app import create_app
 from alex.config import Config
+from alex.logs import AlexHandler
 from tests.sse_parser import Message, SSEParser
 
 pytest_plugins = ["tests.fakes.fixtures", "tests.store_fixtures", "tests.redis_fixtures", "tests.sandbox_support"]
+
+_IN_A_TEST_PHASE = threading.Event()
+
+
+class _Discard(io.TextIOBase):
+    def write(self, text: str) -> int:
+        return len(text)
+
+
+# alex's log handler writes to sys.stdout as it is at each line (alex/logs.py). pytest captures it during a
+# test's setup, call and teardown; a task thread of a test that logs between two phases would print into
+# pytest's progress line. Those lines belong to no phase (the root logger's capture has them): drop them.
+AlexHandler.stream = property(  # type: ignore[assignment, method-assign]
+    lambda self: sys.stdout if _IN_A_TEST_PHASE.is_set() else _Discard(), lambda self, value: None)
+
+
+@pytest.hookimpl(hookwrapper=True, trylast=True)  # inside the capture plugin's wrapper
+def pytest_runtest_setup(item):
+    _IN_A_TEST_PHASE.set()
+    yield
+    _IN_A_TEST_PHASE.clear()
+
+
+pytest_runtest_call = pytest_runtest_teardown = pytest_runtest_setup
 
 _CLEARED_PREFIXES = ("ALEX_", "OPENAI_")
 _CLEARED_NAMES = ("REDIS_URL", "CORS_ALLOWED_ORIGINS", "PORT", "WEB_CONCURRENCY")

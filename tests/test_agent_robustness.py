@@ -113,11 +113,11 @@ def test_list_files_given_a_file_lists_that_file(agent_app, fake_openai):
 
 
 def test_a_wrong_argument_is_answered_with_its_name_its_type_and_an_example(agent_app, fake_openai):
-    fake_openai.script(analysis(), tool_calls(("file_read", {"file": "a.py"}), ("bash", {"command": ["ls"]})),
+    fake_openai.script(analysis(), tool_calls(("file_read", {"name": "a.py"}), ("bash", {"command": ["ls"]})),
                        text("ok"))
     run = run_task(agent_app, agent_app.test_client(), "wrong names", "wrong-names")
     (unknown, _), (wrong_type, _) = _results(run)
-    assert unknown.startswith("file_read: unknown argument(s): file (allowed: path, offset, limit)")
+    assert unknown.startswith("file_read: unknown argument(s): name (allowed: path, offset, limit)")
     assert "missing required argument(s): path" in unknown
     assert "file_read(path: string, offset?: integer, limit?: integer)" in unknown
     assert 'Example arguments: {"path": "main.py"}' in unknown
@@ -131,14 +131,18 @@ def test_tool_calls_of_a_reply_cut_at_the_token_limit_are_not_run(agent_app, fak
         tool_calls(("bash", {"command": "touch whole.txt"}), ("file_write", '{"path": "cut.py", "content": "pri'),
                    finish_reason="length"),
         tool_calls(("list_files", {})),
-        text("Nothing was written."),
+        tool_calls(("bash", {"command": "touch whole.txt"})),  # sent again, as the model was asked to
+        tool_calls(("list_files", {"path": "."})),
+        text("Written now."),
     )
     run = run_task(agent_app, agent_app.test_client(), "write files", "cut-calls")
     refused = run.of("tool_call_complete")[:2]
     assert [event["tool_name"] for event in refused] == ["bash", "file_write"]
     assert all("cut off" in event["error"] and "not run" in event["error"] for event in refused)
-    assert not run.of("tool_call_stream"), "bash did not run"
-    assert run.of("tool_call_complete")[2]["result"] == "(empty directory)"
+    assert run.of("tool_call_complete")[2]["result"] == "(empty directory)", "the cut call did not run"
+    resent = run.of("tool_call_complete")[3]
+    assert resent["error"] is None and "already" not in resent["result"]
+    assert run.of("tool_call_complete")[4]["result"] == "whole.txt"
     assert run.terminal["stop_reason"] == "completed"
     EVENT_SCHEMAS["task_complete"]().load(run.terminal)
 
@@ -269,3 +273,19 @@ def test_an_empty_answer_is_stored_as_empty_text_not_null(agent_app, fake_openai
     run_task(agent_app, client, "now say ok", "empty")
     sent = [m for m in fake_openai.requests[-1].body["messages"] if m["role"] == "assistant"]
     assert sent == [{"role": "assistant", "content": ""}], "strict servers want content on an assistant message"
+
+
+def test_common_other_names_of_tools_and_arguments_are_understood(agent_app, fake_openai):
+    fake_openai.script(
+        analysis(),
+        tool_calls(("write_file", {"file_path": "a.txt", "contents": "hello\n"}),
+                   ("read_file", {"filename": "a.txt"}),
+                   ("shell", {"cmd": "cat a.txt"}),
+                   ("file_reader", {"path": "a.txt"})),
+        text("ok"),
+    )
+    run = run_task(agent_app, agent_app.test_client(), "other names", "aliases")
+    (write_error, _), (read_error, read), (bash_error, printed), (unknown, _) = _results(run)
+    assert (write_error, read_error, bash_error) == (None, None, None)
+    assert "hello" in read and printed == "hello\n"
+    assert "no tool named 'file_reader'" in unknown and "did you mean file_read?" in unknown

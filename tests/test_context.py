@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from alex.agent.context import TRUNCATED_NOTE, estimate_tokens, fit_context
+from alex.agent.context import MIN_KEPT_CHARS, TRUNCATED_NOTE, estimate_tokens, fit_context
 
 
 def turn(question: str, outputs: list[str]) -> list[dict]:
@@ -45,4 +45,16 @@ def test_the_current_turn_is_kept_even_when_over_budget_with_its_outputs_shorten
     messages = [SYSTEM, *turn("only", ["z" * 9000, "w" * 9000])]
     fitted = fit_context(messages, 100)
     assert [m["role"] for m in fitted] == [m["role"] for m in messages]
-    assert all(m["content"] == TRUNCATED_NOTE for m in fitted if m["role"] == "tool")
+    outputs = [m["content"] for m in fitted if m["role"] == "tool"]
+    assert [(len(text) < MIN_KEPT_CHARS + 80, "cut to fit" in text) for text in outputs] == [(True, True)] * 2
+    assert outputs[0].startswith("z" * 200) and outputs[1].endswith("w" * 200)
+
+
+def test_the_newest_output_over_budget_is_cut_in_the_middle_not_removed():
+    output = "HEAD" + "m" * 20_000 + "TAIL"
+    messages = [SYSTEM, *turn("old", ["o" * 3000]), *turn("now", ["p" * 3000, output])]
+    fitted = fit_context(messages, 2000)
+    assert fitted[1] == {"role": "user", "content": "now"}, "the old turn went first"
+    newest = fitted[-1]["content"]
+    assert newest.startswith("HEAD") and newest.endswith("TAIL") and "cut to fit the context window" in newest
+    assert estimate_tokens(fitted) <= 2000

@@ -15,6 +15,8 @@ from alex.agent.context_window import conversation_budget, overflow, props_url
     (400, {"type": "BadRequestError", "code": 400}, "This model's maximum context length is 4096 tokens. However, you "
      "requested 5000 tokens (4900 in the messages, 100 in the completion).", (True, 4096)),
     (500, {"type": "api_error"}, "input exceeds maximum context length", (True, None)),
+    (400, {"type": "api_error"}, "prompt too long; exceeded max context length by 100 tokens", (True, None)),
+    (400, None, "context size has been exceeded: n_ctx: 2048", (True, 2048)),
     (400, {"type": "invalid_request_error"}, "Invalid value for 'max_tokens': 5000 exceeds the model's limit", (False,
                                                                                                              None)),
     (429, {"code": "rate_limit_exceeded"}, "Rate limit reached: maximum context length of 4096 tokens", (False, None)),

@@ -135,3 +135,13 @@ def test_like_llama_server_a_prompt_over_n_ctx_gets_exceed_context_size_and_prop
     assert response.json()["error"]["type"] == "exceed_context_size_error" and response.json()["error"]["n_ctx"] == 50
     props = requests.get(fake.url.removesuffix("/v1") + "/props", timeout=5)
     assert props.json()["default_generation_settings"]["n_ctx"] == 50 and fake.failures == []
+
+
+def test_like_openai_a_tool_call_without_its_answer_gets_a_400_and_fails_the_check(fake):
+    fake.script(text("never played"))
+    call = {"id": "call_1", "type": "function", "function": {"name": "bash", "arguments": '{"command": "ls"}'}}
+    messages = [*MESSAGES, {"role": "assistant", "content": None, "tool_calls": [call]},
+                {"role": "user", "content": "and?"}]
+    response = _post(fake, {**STREAM_BODY, "messages": messages})
+    assert response.status_code == 400 and "call_1" in response.json()["error"]["message"]
+    assert fake.steps_left == 1 and "did not have response messages" in fake.failures[0]

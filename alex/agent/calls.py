@@ -46,7 +46,8 @@ class CallRunner:
                  arguments=_parsed_arguments(call.arguments))
         started = time.monotonic()
         result, ran = self._answer(run, call, cut_off)
-        run.repeats.record(call, run.iteration, tool_message(result), ran)
+        if not cut_off:  # a cut-off call is to be sent again: that is no repeat
+            run.repeats.record(call, run.iteration, tool_message(result), ran)
         run.emit("tool_call_complete", call_id=call.id, tool_name=call.name, result=result["output"],
                  error=result["error"], duration=round((time.monotonic() - started) * 1000))
         conversation.append({"role": "tool", "tool_call_id": call.id, "content": tool_message(result)})

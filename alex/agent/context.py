@@ -7,6 +7,7 @@ from typing import Any
 
 TRUNCATED_NOTE = "[earlier tool output removed to fit the context window]"
 KEEP_RECENT_TOOL_OUTPUTS = 2
+MIN_KEPT_CHARS = 400  # of a newest tool output cut in the middle: its first and last 200 characters
 
 
 def estimate_tokens(messages: list[dict[str, Any]]) -> int:
@@ -19,7 +20,8 @@ def fit_context(messages: list[dict[str, Any]], budget: int) -> list[dict[str, A
 
     Old tool outputs are replaced by a note, oldest first, keeping the newest few; if that is not
     enough, whole old turns (a user message and everything up to the next one) are dropped, so a
-    tool call is never separated from its result; last, the newest tool outputs are shortened too.
+    tool call is never separated from its result; last, the newest tool outputs are cut in the middle (head and
+    tail kept, so the model still sees what its command printed).
     The system prompt and the current turn stay: when even that is over budget, it is sent as is.
     """
     fitted = [dict(message) for message in messages]
@@ -29,7 +31,7 @@ def fit_context(messages: list[dict[str, Any]], budget: int) -> list[dict[str, A
         return fitted
     fitted = _drop_old_turns(fitted, budget)
     if estimate_tokens(fitted) > budget:
-        _truncate_tool_outputs(fitted, budget, keep=0)
+        _cut_tool_outputs(fitted, budget)
     return fitted
 
 
@@ -52,3 +54,20 @@ def _drop_old_turns(messages: list[dict[str, Any]], budget: int) -> list[dict[st
         if estimate_tokens(candidate) <= budget:
             return candidate
     return system + rest[turn_starts[-1]:] if turn_starts else messages
+
+
+def _cut_tool_outputs(messages: list[dict[str, Any]], budget: int) -> None:
+    """Cut tool outputs in the middle, oldest first, until the estimate is within `budget` (each keeps its first
+    and last MIN_KEPT_CHARS / 2 characters at least)."""
+    for index, message in enumerate(messages):
+        excess = (estimate_tokens(messages) - budget) * 4
+        if excess <= 0:
+            return
+        content = message.get("content")
+        if message.get("role") != "tool" or not isinstance(content, str) or content == TRUNCATED_NOTE:
+            continue
+        keep = max(MIN_KEPT_CHARS, len(content) - excess - 80)
+        if keep < len(content):
+            cut = len(content) - keep
+            marker = f"\n[... {cut} characters cut to fit the context window ...]\n"
+            messages[index]["content"] = content[: keep // 2] + marker + content[len(content) - keep // 2:]

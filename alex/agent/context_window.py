@@ -26,9 +26,12 @@ _OVERFLOW_TEXT = re.compile(
     r"|exceeded max context|context size has been exceeded|context window exceeded|prompt is too long",
     re.IGNORECASE,
 )
-_WINDOW_IN_TEXT = re.compile(r"(?:context (?:length|size|window)|n_ctx)\D{0,20}?(\d{3,8})\b", re.IGNORECASE)
+# "maximum context length is 4096", "context length of 3000", "n_ctx: 2048", "context size (8192)"; never "… by 100"
+_WINDOW_IN_TEXT = re.compile(r"(?:context (?:length|size|window)|n_ctx)(?: is| of|:|=| \()?\s*(\d{3,8})\b",
+                             re.IGNORECASE)
+_SMALLEST_WINDOW = 256  # a smaller number in a message is not the context size
 WINDOW_SHARE = 0.6  # of the window, for the conversation: the rest is the reply's, and slack for estimates
-_PROPS_TIMEOUT_S = (3.0, 5.0)
+_PROPS_TIMEOUT_S = (2.0, 3.0)  # asked before the first call: a server that does not answer costs little
 
 
 def overflow(status: int, error: Any, message: str) -> tuple[bool, int | None]:
@@ -41,7 +44,7 @@ def overflow(status: int, error: Any, message: str) -> tuple[bool, int | None]:
     if isinstance(window, int) and window > 0:
         return True, window
     found = _WINDOW_IN_TEXT.search(message)
-    return True, int(found.group(1)) if found else None
+    return True, int(found.group(1)) if found and int(found.group(1)) >= _SMALLEST_WINDOW else None
 
 
 def props_url(base_url: str) -> str:

@@ -5,7 +5,8 @@ ignored) and no call that can change the workspace or the todos ran between them
 idempotent tool (file_read, list_files, grep, todo_read, file_write, file_edit, todo_write) is not run again: the model
 gets the first result, with a note. A repeated bash command does run again — a command may depend on time or on the
 world outside (a flaky test, a server starting) — and its result carries the note. After MAX_REPEATS repeats in one
-task the task ends with stop_reason "repeated_calls".
+task the task ends with stop_reason "repeated_calls". A call cut off at the output token limit is not remembered:
+the model is asked to send it again.
 """
 
 from __future__ import annotations

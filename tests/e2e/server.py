@@ -28,6 +28,7 @@ class GunicornServer:
 
     def __init__(self, data_dir: Path, *extra_args: str, **settings: str):
         self.port = free_port()
+        self.data_dir = data_dir
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = data_dir.parent / f"gunicorn-{self.port}.log"
         env = {key: value for key, value in os.environ.items() if not key.startswith(("ALEX_", "OPENAI_"))}

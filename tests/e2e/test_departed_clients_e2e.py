@@ -10,6 +10,7 @@ import urllib.request
 
 import pytest
 
+from tests.e2e.server import free_port
 from tests.sse_client import SSEClient
 
 pytestmark = pytest.mark.e2e
@@ -21,7 +22,8 @@ RELEASE_WITHIN_S = 1.0  # the issue's bound; the watcher frees a slot within mil
 @pytest.fixture
 def capped_server(start_server):
     """A server allowing CAP streams per client, with a heartbeat far beyond the test (so it cannot help)."""
-    return start_server(ALEX_MAX_STREAMS_PER_CLIENT=str(CAP), ALEX_SSE_HEARTBEAT_S="120")
+    return start_server(ALEX_MAX_STREAMS_PER_CLIENT=str(CAP), ALEX_SSE_HEARTBEAT_S="120",
+                        ALEX_BASE_URL=f"http://127.0.0.1:{free_port()}/v1")  # tasks fail fast, after events
 
 
 def streams_open(server) -> int:

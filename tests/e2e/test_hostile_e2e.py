@@ -67,9 +67,9 @@ class HealthWatch:
         return max(self.latencies)
 
 
-def test_a_slow_grep_leaves_the_worker_responsive_and_cancel_ends_it_at_once(start_server, fake_openai, tmp_path):
-    server = start_server(tmp_path / "data", **agent_settings(fake_openai))
-    workspace = tmp_path / "data" / "workspaces" / "huge"
+def test_a_slow_grep_leaves_the_worker_responsive_and_cancel_ends_it_at_once(start_server, fake_openai):
+    server = start_server(**agent_settings(fake_openai))
+    workspace = server.data_dir / "workspaces" / "huge"
     workspace.mkdir(parents=True)
     for number in range(4):  # ~30 s of searching: far past the cancel below
         (workspace / f"big{number}.txt").write_bytes(b"a\n" * (4 * 1024 * 1024))

@@ -45,26 +45,36 @@ def open_on_new_worker(server, session_id: str, cursor: str, deadline: float) ->
             time.sleep(0.1)  # EventSource waits `retry:` before it reconnects; less here
 
 
-def test_after_a_hup_reload_a_stream_on_the_new_worker_sees_the_old_workers_task_live(start_server, fake_openai,
-                                                                                     tmp_path):
-    settings = agent_settings(fake_openai, ALEX_SSE_HEARTBEAT_S="1", ALEX_RATE_LIMIT="off",
-                              ALEX_GRACEFUL_TIMEOUT_S="30")
-    fake_openai.script(analysis(), tool_calls(("bash", {"command": "sleep 8 && echo late"})), text("Finished late."))
-    server = start_server(tmp_path / "reload", **settings)
-    first = SSEClient(f"{server.url}/api/sse?session_id=reload")
+def reload_mid_task(server, session_id: str) -> tuple[str, int, str]:
+    """Post a task whose bash step is slow, HUP gunicorn once that step started, read the old worker's stream
+    to its end: the task's id, the old worker's pid and the last event id the client got."""
+    first = SSEClient(f"{server.url}/api/sse?session_id={session_id}")
     try:
         first.read_messages(1)
-        status, _, body = server.request("POST", "/api/tasks", {"task": "slow", "session_id": "reload"})
+        status, _, body = server.request("POST", "/api/tasks", {"task": "slow", "session_id": session_id})
         assert status == 202
         first.read_until(lambda ms: any(m.event == "tool_call_start" for m in ms), timeout=20)
+        old_worker = worker_pids(server)[0]
         server.process.send_signal(signal.SIGHUP)  # a new worker; the old one drains its task
         seen = first.read_to_end(timeout=15)
     finally:
         first.close()
-    last_seen = [m for m in seen if m.id and m.event != "connected"][-1].id
+    return body["task_id"], old_worker, [m for m in seen if m.id and m.event != "connected"][-1].id
+
+
+def reload_settings(fake_openai, graceful_s: int) -> dict[str, str]:
+    return agent_settings(fake_openai, ALEX_SSE_HEARTBEAT_S="1", ALEX_RATE_LIMIT="off",
+                          ALEX_GRACEFUL_TIMEOUT_S=str(graceful_s))
+
+
+def test_after_a_hup_reload_a_stream_on_the_new_worker_sees_the_old_workers_task_live(start_server, fake_openai,
+                                                                                     tmp_path):
+    fake_openai.script(analysis(), tool_calls(("bash", {"command": "sleep 8 && echo late"})), text("Finished late."))
+    server = start_server(tmp_path / "reload", **reload_settings(fake_openai, 30))
+    task_id, _, last_seen = reload_mid_task(server, "reload")
     second = open_on_new_worker(server, "reload", last_seen, time.monotonic() + 20)
     try:
-        status, _, task = server.request("GET", f"/api/tasks/{body['task_id']}")
+        status, _, task = server.request("GET", f"/api/tasks/{task_id}")
         assert (status, task["status"]) == (200, "running"), "the task ended before the stream opened: no proof"
         second.read_until(lambda ms: any(m.event == "task_complete" for m in ms), timeout=20)
     finally:
@@ -77,33 +87,20 @@ def test_after_a_hup_reload_a_stream_on_the_new_worker_sees_the_old_workers_task
 
 def test_after_a_hup_reload_a_cancel_sent_to_the_new_worker_stops_the_old_workers_task(start_server, fake_openai,
                                                                                       tmp_path):
-    settings = agent_settings(fake_openai, ALEX_SSE_HEARTBEAT_S="1", ALEX_RATE_LIMIT="off",
-                              ALEX_GRACEFUL_TIMEOUT_S="60")
     fake_openai.script(analysis(), tool_calls(("bash", {"command": "sleep 50"})))
-    server = start_server(tmp_path / "reload-cancel", **settings)
-    first = SSEClient(f"{server.url}/api/sse?session_id=stopme")
-    try:
-        first.read_messages(1)
-        status, _, body = server.request("POST", "/api/tasks", {"task": "hang", "session_id": "stopme"})
-        assert status == 202
-        first.read_until(lambda ms: any(m.event == "tool_call_start" for m in ms), timeout=20)
-        old_worker = worker_pids(server)[0]
-        server.process.send_signal(signal.SIGHUP)
-        seen = first.read_to_end(timeout=15)
-    finally:
-        first.close()
-    last_seen = [m for m in seen if m.id and m.event != "connected"][-1].id
+    server = start_server(tmp_path / "reload-cancel", **reload_settings(fake_openai, 60))
+    task_id, old_worker, last_seen = reload_mid_task(server, "stopme")
     second = open_on_new_worker(server, "stopme", last_seen, time.monotonic() + 20)
     try:
         asked = time.monotonic()
-        status, _, _ = server.request("POST", f"/api/tasks/{body['task_id']}/cancel")
+        status, _, _ = server.request("POST", f"/api/tasks/{task_id}/cancel")
         assert status == 202
         second.read_until(lambda ms: any(m.event == "task_cancelled" for m in ms), timeout=15)
         wait_for(lambda: not pid_alive(old_worker), timeout=15, what="the old worker stopping its task and exiting")
         assert time.monotonic() - asked < 15  # not the 50 s of the tool, nor the 60 s lease
     finally:
         second.close()
-    status, _, task = server.request("GET", f"/api/tasks/{body['task_id']}")
+    status, _, task = server.request("GET", f"/api/tasks/{task_id}")
     assert task["status"] == "cancelled"
     terminal = [m for m in second.parser.messages if m.event in ("task_cancelled", "task_complete", "error")]
     assert len(terminal) == 1

@@ -37,7 +37,7 @@ from tests.fakes.openai_steps import (  # noqa: F401  (re-exported: tests import
     text,
     tool_calls,
 )
-from tests.fakes.server_rules import bad_tool_arguments, context_overflow_body, parse_failure_body, prompt_tokens
+from tests.fakes.server_rules import refusal
 
 COMPLETIONS_PATH = "/v1/chat/completions"
 MODELS_PATH = "/v1/models"  # `alex check` asks it; answered outside the script, not recorded
@@ -260,20 +260,16 @@ class FakeOpenAI:
             {"id": "gpt-4o", "object": "model", "created": 1715367049, "owned_by": "system"}]})
 
     def _server_refused(self, exchange: Exchange) -> bool:
-        """Answer as llama-server does a conversation it cannot take (the test fails on bad arguments)."""
-        body = exchange.request.body
-        arguments = bad_tool_arguments(body)
-        if arguments is not None:
+        """Answer as llama-server or OpenAI does a conversation it cannot take (alex's fault: the test fails)."""
+        refused = refusal(exchange.request.body, self.n_ctx)
+        if refused is None:
+            return False
+        status, payload, failure = refused
+        if failure is not None:
             with self._lock:
-                self.failures.append(f"request #{exchange.number} holds tool-call arguments that are not a JSON "
-                                     f"object: {arguments[:80]!r}")
-            exchange.send_json(500, parse_failure_body(arguments))
-            return True
-        tokens = prompt_tokens(body)
-        if self.n_ctx is not None and tokens > self.n_ctx:
-            exchange.send_json(400, context_overflow_body(tokens, self.n_ctx))
-            return True
-        return False
+                self.failures.append(f"request #{exchange.number}: {failure}")
+        exchange.send_json(status, payload)
+        return True
 
     def _serve_props(self, handler: BaseHTTPRequestHandler) -> None:
         with self._lock:

@@ -1,4 +1,7 @@
-"""Checks a real OpenAI-compatible server makes before it looks at the model: llama-server's, made by the fake too.
+"""Checks a real OpenAI-compatible server makes before it looks at the model, made by the fake too.
+
+OpenAI answers 400 to a conversation where an assistant's tool calls are not each answered by a tool message
+right after it, or where a tool message answers no call.
 
 llama-server parses every earlier tool call's `arguments` as JSON (nlohmann: no NaN, no lone surrogate) and
 answers 500 "Failed to parse tool call arguments as JSON" to a conversation holding one that is not; it answers
@@ -64,3 +67,40 @@ def context_overflow_body(n_prompt_tokens: int, n_ctx: int) -> dict[str, Any]:
     """llama-server's 400 body for a prompt longer than its context."""
     return {"error": {"code": 400, "message": "the request exceeds the available context size, try increasing it",
                       "type": "exceed_context_size_error", "n_prompt_tokens": n_prompt_tokens, "n_ctx": n_ctx}}
+
+
+def tool_pairing_problem(body: Any) -> str | None:
+    """OpenAI's 400 message for a conversation whose tool calls and tool messages do not pair up, else None."""
+    messages = body.get("messages") if isinstance(body, dict) else None
+    waiting: list[str] = []
+    for message in messages or []:
+        role = message.get("role") if isinstance(message, dict) else None
+        if role == "tool":
+            if message.get("tool_call_id") not in waiting:
+                return ("Invalid parameter: messages with role 'tool' must be a response to a preceeding message "
+                        "with 'tool_calls'.")
+            waiting.remove(message["tool_call_id"])
+            continue
+        if waiting:
+            break
+        waiting = [call.get("id") for call in message.get("tool_calls") or []] if role == "assistant" else []
+    if waiting:
+        return ("An assistant message with 'tool_calls' must be followed by tool messages responding to each "
+                f"'tool_call_id'. The following tool_call_ids did not have response messages: {', '.join(waiting)}")
+    return None
+
+
+def refusal(body: Any, n_ctx: int | None) -> tuple[int, dict[str, Any], str | None] | None:
+    """What a strict server answers instead of a reply: (status, body, the test failure it means or None), or
+    None when it takes the request."""
+    arguments = bad_tool_arguments(body)
+    if arguments is not None:
+        return 500, parse_failure_body(arguments), f"tool-call arguments that are not a JSON object: {arguments[:80]!r}"
+    pairing = tool_pairing_problem(body)
+    if pairing is not None:
+        error = {"message": pairing, "type": "invalid_request_error", "param": "messages", "code": None}
+        return 400, {"error": error}, pairing
+    tokens = prompt_tokens(body)
+    if n_ctx is not None and tokens > n_ctx:
+        return 400, context_overflow_body(tokens, n_ctx), None
+    return None

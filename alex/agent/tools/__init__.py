@@ -17,7 +17,7 @@ from alex.agent.tools.paths import display_path
 from alex.agent.tools.sandbox import NO_SANDBOX, Sandbox
 from alex.agent.tools.search import GREP, LIST_FILES
 from alex.agent.tools.todos import TODO_READ, TODO_WRITE
-from alex.agent.tools.usage import how_to_call
+from alex.agent.tools.usage import how_to_call, tool_named, unknown_tool_message, with_argument_names
 from alex.agent.tools.validation import argument_problem
 from alex.config import ALL_TOOLS
 
@@ -55,7 +55,7 @@ def _parse_arguments(tool: Tool, raw_arguments: str) -> dict | str:
         return (f"the arguments you sent are not a complete JSON object, so the tool did not run (the reply may "
                 f"have been cut off). You sent: {sent}. Send the call again with one complete JSON object. "
                 f"{how_to_call(tool)}")
-    arguments = coerce_object(tool.parameters, arguments)
+    arguments = coerce_object(tool.parameters, with_argument_names(tool, arguments))
     problem = argument_problem(tool.parameters, arguments)
     return f"{problem}. {how_to_call(tool)}" if problem else arguments
 
@@ -74,9 +74,9 @@ def _describe(name: str, error: Exception, ctx: ToolContext) -> str:
 def run_tool(tools: dict[str, Tool], name: str, raw_arguments: str, ctx: ToolContext) -> ToolResult:
     """Run one tool call; every failure becomes a result with `error` set. Raises only TaskCancelled."""
     ctx.token.raise_if_cancelled()
-    tool = tools.get(name)
+    tool = tool_named(tools, name)
     if tool is None:
-        return failure(f"there is no tool named {name!r}; available tools: {', '.join(tools) or 'none'}")
+        return failure(unknown_tool_message(tools, name))
     arguments = _parse_arguments(tool, raw_arguments or "")
     if isinstance(arguments, str):
         return failure(f"{name}: {arguments}")

@@ -18,7 +18,7 @@ DEFAULT_READ_LINES = 2000
 MAX_LINE_CHARS = 2000
 MAX_EDIT_BYTES = 10 * 1024 * 1024
 BINARY_SNIFF_BYTES = 8192
-_PATH = prop("string", "File path relative to the workspace (an absolute path must lie inside the workspace).")
+_PATH = prop("string", "Path of the file, relative to the workspace, e.g. 'src/main.py'.")
 
 
 def _existing_file(path: Path, raw: str) -> Path:

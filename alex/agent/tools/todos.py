@@ -51,8 +51,8 @@ TODO_READ = Tool(
 )
 TODO_WRITE = Tool(
     name="todo_write",
-    description="Replace the session's todo list with the given items; use it to plan multi-step work and to "
-                "mark progress (at most one item in_progress at a time is a good habit).",
+    description="Replace the session's todo list: plan multi-step work and mark progress. Send the whole list "
+                "each time; keep at most one item in_progress.",
     parameters=object_schema({
         "todos": prop("array", "The complete new list; items left out are removed.", items=_TODO),
     }, required=["todos"]),
