@@ -113,6 +113,7 @@ def test_grep_under_gevent_leaves_the_hub_free_and_stops_on_cancel(tmp_path):
     assert completed.returncode == 0, completed.stderr
     report = json.loads(completed.stdout)
     assert report["outcome"] == "cancelled: test cancel", report
-    assert 1.0 <= report["elapsed"] < 1.0 + POLL_S + 0.5, report
-    # the ticker greenlet (every 20 ms) kept running while the search held a real thread
-    assert report["ticks"] >= 30 and report["max_gap"] < 0.25, report
+    assert 1.0 <= report["elapsed"] < 1.0 + POLL_S + 1.0, report
+    # the ticker greenlet (every 20 ms) kept running while the search held a real thread (on the hub, the
+    # search would have stopped it for the whole second and more; the margin is for a loaded machine)
+    assert report["ticks"] >= 25 and report["max_gap"] < 0.5, report
