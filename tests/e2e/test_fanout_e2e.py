@@ -10,7 +10,7 @@ import pytest
 
 from tests.agent_support import agent_settings, analysis
 from tests.e2e.test_metrics_e2e import scrape, value, wait_for
-from tests.e2e.test_streams_e2e import terminals
+from tests.e2e.test_streams_e2e import domain_events, logged_events, terminals
 from tests.fakes.openai_server import text
 from tests.sse_client import SSEClient
 
@@ -29,15 +29,10 @@ def test_many_streams_of_one_session_get_every_event_once_in_order_through_the_p
         status, _, _ = server.request("POST", "/api/tasks", {"task": "talk a lot", "session_id": "fan"})
         assert status == 202
         streams = [watcher.read_until(terminals(1), timeout=60) for watcher in watchers]
-        replay = SSEClient(f"{server.url}/api/sse?session_id=fan&last_event_id=0")
-        try:
-            logged = replay.read_until(terminals(1), timeout=30)
-        finally:
-            replay.close()
-        expected = [(m.id, m.event, m.data) for m in logged if m.event != "connected"]
+        expected = logged_events(server, "fan")
         assert len(expected) > 200
         for messages in streams:
-            assert [(m.id, m.event, m.data) for m in messages if m.event != "connected"] == expected
+            assert domain_events(messages) == expected
         assert value(scrape(server), "alex_stream_pump_writes_total") >= WATCHERS  # the direct path was taken
     finally:
         for watcher in watchers:

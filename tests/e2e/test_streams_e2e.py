@@ -24,6 +24,20 @@ def terminals(count: int):
     return lambda messages: sum(1 for m in messages if is_terminal(m)) >= count
 
 
+def domain_events(messages) -> list[tuple[str, str, str]]:
+    """(id, event, data) of every message but `connected`."""
+    return [(m.id, m.event, m.data) for m in messages if m.event != "connected"]
+
+
+def logged_events(server, session_id: str, tasks: int = 1) -> list[tuple[str, str, str]]:
+    """The session's log as a fresh stream replays it from the start, up to the end of its `tasks` tasks."""
+    replay = SSEClient(f"{server.url}/api/sse?session_id={session_id}&last_event_id=0")
+    try:
+        return domain_events(replay.read_until(terminals(tasks), timeout=30))
+    finally:
+        replay.close()
+
+
 def domain_ids(messages) -> list[int]:
     """The ids of the domain events (everything but `connected`)."""
     return [int(m.id) for m in messages if m.event != "connected"]
