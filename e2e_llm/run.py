@@ -55,6 +55,7 @@ class Result:
     problems: list[str]
     follow_up: str  # how the probe task after the suite's turns ended
     usable: bool = field(default=True)
+    errors: list[str] = field(default_factory=list)  # the error events of the task's turns (retries included)
 
 
 class Session:
@@ -85,7 +86,7 @@ class Session:
         self.stream.close()
 
 
-def run_task(server: GunicornServer, workspace_root: Path, task: Task) -> Result:
+def run_task(server: GunicornServer, workspace_root: Path, task: Task, transcripts: Path) -> Result:
     """Seed, run every prompt, check, then probe that the session still takes tasks."""
     session_id = f"llm-{task.name.replace('_', '-')}-{uuid.uuid4().hex[:6]}"
     workspace = workspace_dir(workspace_root, stored_session_id("", session_id), create=True)
@@ -105,11 +106,17 @@ def run_task(server: GunicornServer, workspace_root: Path, task: Task) -> Result
     finally:
         session.close()
     usable, follow_up = probe_verdict(probe)
+    transcripts.mkdir(exist_ok=True)
+    final = server.request("GET", f"/api/sessions/{session_id}")[2] or {}
+    events = [e for t in [*turns, probe] for e in t.events]
+    (transcripts / f"{task.name}.json").write_text(json.dumps({"messages": final.get("messages"), "events": events},
+                                                              indent=1))
     return Result(
         task.name, not problems, round(seconds, 1), sum(t.record.get("iterations") or 0 for t in turns),
         sum((t.record.get("usage") or {}).get("total_tokens", 0) for t in turns),
         [t.terminal.get("stop_reason") or t.terminal.get("event_type", "none") for t in turns],
-        [e["tool_name"] for t in turns for e in t.tool_calls()], problems, follow_up, usable)
+        [e["tool_name"] for t in turns for e in t.tool_calls()], problems, follow_up, usable,
+        [str(e.get("error"))[:200] for t in turns for e in t.events if e["event_type"] == "error"])
 
 
 def describe(turn: Turn) -> str:
@@ -148,14 +155,6 @@ def table(model: str, results: list[Result]) -> str:
     return "\n".join(lines)
 
 
-def server_statuses(log_text: str) -> dict[str, int]:
-    """How often llama-server answered each HTTP status (its request log lines)."""
-    counts: dict[str, int] = {}
-    for status in re.findall(r"request: \w+ \S+ \S+ (\d{3})", log_text):
-        counts[status] = counts.get(status, 0) + 1
-    return counts
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=os.environ.get("LLM_MODEL") or "1.5b", choices=sorted(MODELS))
@@ -179,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         results = []
         for task in tasks:
             print(f"{task.name} ...", flush=True)
-            results.append(run_task(server, root, task))
+            results.append(run_task(server, root, task, work / "transcripts"))
             r = results[-1]
             print(f"  -> {'pass' if r.passed else 'FAIL'} in {r.seconds} s, {r.iterations} iterations "
                   f"{r.problems or ''}", flush=True)
@@ -188,8 +187,9 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
         llama.stop()
     report = table(args.model, results)
-    statuses = server_statuses(llama.log_path.read_text(errors="replace"))
-    report += f"\nllama-server answers by HTTP status: {json.dumps(statuses)}; logs in {work}"
+    errors = [f"{r.name}: {error}" for r in results for error in r.errors]
+    report += "\n" + "\n".join(["error events:", *errors] if errors else ["no error event"])
+    report += f"\nlogs and transcripts in {work}"
     print("\n" + report)
     RESULTS.mkdir(exist_ok=True)
     suffix = "" if not args.only else "-partial"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ from alex.agent.cancel import CancelToken, TaskCancelled
 from alex.agent.tools import Tool, ToolContext, build_tools, openai_tool_specs, run_tool
 from alex.agent.tools.coercion import coerce_value
 from alex.agent.tools.output import HeadTail, LiveOutput, cap_text
-from alex.agent.tools.process import live_group_members
+from alex.agent.tools.process import SAFE_PATH, live_group_members
 from alex.agent.tools.search import MAX_MATCHES
 from alex.agent.tools.usage import EXAMPLES
 from alex.agent.tools.validation import argument_problem
@@ -153,6 +154,18 @@ def test_bash_runs_in_the_workspace_and_reports_the_exit_status(ctx, workspace):
     assert result == {"output": f"{workspace}\noops\n", "returncode": 3, "error": None}
 
 
+@pytest.mark.skipif(shutil.which("python", path=SAFE_PATH) is not None or shutil.which("python3", path=SAFE_PATH)
+                    is None, reason="needs a system with python3 and no python command (Debian's)")
+def test_bash_tells_the_model_python_is_python3_where_there_is_no_python(ctx):
+    # Seen with Qwen2.5-Coder on llama-server: `python primes.py` -> command not found, and the model went on to
+    # suggest `apt-get install python3` instead of calling python3.
+    assert "`python3`" in TOOLS["bash"].description
+    result = call(ctx, "bash", command="python -c 'print(1)'")
+    assert result["returncode"] == 127
+    assert result["output"].endswith("[there is no `python` command here: use `python3`]\n")
+    assert "[there is" not in call(ctx, "bash", command="python3 -c 'print(1)'")["output"]
+
+
 def test_bash_environment_holds_no_server_secret(ctx, workspace, monkeypatch):
     secrets = {"OPENAI_API_KEY": "sk-very-secret", "ALEX_API_KEYS": "key-1", "REDIS_URL": "redis://:pw@h/0",
                "AWS_SECRET_ACCESS_KEY": "aws-secret"}
@@ -287,6 +300,15 @@ def test_file_read_pages_by_lines(ctx, workspace):
     assert "past the end" in call(ctx, "file_read", path="f.txt", offset=11)["error"]
     assert "at least 1" in call(ctx, "file_read", path="f.txt", offset=-1)["error"]
     assert call(ctx, "file_read", path="f.txt", offset=0, limit=0)["output"].startswith("     1\tline 1\n")
+
+
+def test_file_read_of_a_long_file_ends_saying_how_many_lines_it_has(ctx, workspace):
+    # Qwen2.5-Coder 1.5B, asked how many lines a 137-line file has, read it and answered 116: the count is said
+    # where the model reads last.
+    (workspace / "long.log").write_text("".join(f"entry {n}\n" for n in range(137)))
+    output = call(ctx, "file_read", path="long.log")["output"]
+    assert output.endswith("   137\tentry 136\n[end of long.log: 137 lines]")
+    assert call(ctx, "file_read", path="long.log", offset=100, limit=10)["output"].endswith("offset=110]")
 
 
 def test_file_read_edge_cases(ctx, workspace):

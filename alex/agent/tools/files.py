@@ -15,10 +15,13 @@ from alex.agent.tools.output import cap_text
 from alex.agent.tools.paths import check_room, display_path, open_for_reading, resolve_path, write_whole_file
 
 DEFAULT_READ_LINES = 2000
+LONG_FILE_LINES = 20  # a read that reaches the end of a longer file ends with its line count
 MAX_LINE_CHARS = 2000
 MAX_EDIT_BYTES = 10 * 1024 * 1024
 BINARY_SNIFF_BYTES = 8192
-_PATH = prop("string", "Path of the file, relative to the workspace, e.g. 'src/main.py'.")
+# No example path with a directory in it: small models copy it (asked for primes.py, one wrote src/primes.py).
+_PATH = prop("string", "Path of the file relative to the workspace, as the user named it (a bare name such as "
+                       "'notes.txt' is a file in the workspace itself).")
 
 
 def _existing_file(path: Path, raw: str) -> Path:
@@ -72,6 +75,8 @@ def run_file_read(arguments: dict, ctx: ToolContext) -> ToolResult:
         raise ToolError(f"offset {offset} is past the end of {raw!r}, which has {seen} lines")
     if more:
         shown.append(f"[... more lines follow; continue with offset={offset + limit}]")
+    elif seen > LONG_FILE_LINES:  # small models misread a long file's last line number
+        shown.append(f"[end of {raw}: {seen} lines]")
     return result(cap_text("\n".join(shown), ctx.output_limit))
 
 
