@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import sys
 import tempfile
 import time
@@ -155,6 +156,10 @@ def table(model: str, results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+def _stop(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=os.environ.get("LLM_MODEL") or "1.5b", choices=sorted(MODELS))
@@ -162,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-pass", type=int, help="tasks that must pass (default: 5 for 1.5b, 3 for 0.5b)")
     parser.add_argument("--cache", type=Path, default=default_cache())
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop)  # the servers are stopped in `finally` (a background job ignores SIGINT)
     paths = prepare(args.cache, [args.model])
     tasks = [t for t in SUITE if not args.only or t.name in args.only]
     work = Path(tempfile.mkdtemp(prefix="alex-e2e-llm-"))

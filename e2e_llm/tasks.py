@@ -59,9 +59,11 @@ def run_python(workspace: Path, *args: str, timeout: float = 30) -> subprocess.C
 
 
 def completed(outcome: Outcome) -> list[str]:
-    """Every turn ended with task_complete."""
-    return [f"turn {n} ended with {turn.terminal.get('event_type')}: {turn.terminal.get('error', '')}"[:300]
-            for n, turn in enumerate(outcome.turns, 1) if turn.terminal.get("event_type") != "task_complete"]
+    """Every turn ended with task_complete, the agent having answered by itself (not stopped at a limit)."""
+    return [f"turn {n} ended with {turn.terminal.get('event_type')} "
+            f"{turn.terminal.get('stop_reason') or turn.terminal.get('error', '')}"[:300]
+            for n, turn in enumerate(outcome.turns, 1)
+            if turn.terminal.get("event_type") != "task_complete" or turn.terminal.get("stop_reason") != "completed"]
 
 
 def read(outcome: Outcome, name: str) -> str | None:

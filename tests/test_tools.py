@@ -433,6 +433,17 @@ def test_todos_round_trip_through_the_store(ctx, store):
     assert store.get_session(SESSION)["todos"] == []
 
 
+def test_a_todo_list_all_completed_says_to_answer(ctx, store):
+    # Qwen2.5-Coder 1.5B had done its task and went on re-marking and extending its todos as completed, one
+    # iteration after another: the tool's answer says what comes next.
+    done = [{"id": "1", "content": "Count the lines", "status": "completed"},
+            {"id": "2", "content": "Write count.txt", "status": "completed"}]
+    assert call(ctx, "todo_write", todos=done)["output"] == (
+        "Saved 2 todos (0 pending, 0 in progress, 2 completed). Every item is completed: if the task is done, "
+        "reply now with your final answer and no tool call.")
+    assert call(ctx, "todo_write", todos=[])["output"] == "Saved 0 todos (0 pending, 0 in progress, 0 completed)."
+
+
 def test_todo_write_validates_items(ctx, store):
     bad_status = call(ctx, "todo_write", todos=[{"id": "1", "content": "x", "status": "done"}])
     assert bad_status["error"].startswith(
