@@ -12,7 +12,8 @@ import pytest
 
 from alex.event_schemas import EVENT_SCHEMAS
 from tests.agent_support import agent_settings, analysis, run_task
-from tests.fakes.openai_server import error, routed, text, tool_calls
+from tests.fakes.openai_schema import LLAMA_FIXTURES_DIR
+from tests.fakes.openai_server import error, raw, routed, text, tool_calls
 from tests.fakes.server_rules import prompt_tokens
 
 
@@ -47,6 +48,27 @@ def test_arguments_cut_mid_call_are_stored_as_json_and_the_model_is_told_how_to_
     follow_up = run_task(agent_app, client, "and now?", "cut-call")
     assert follow_up.terminal["event_type"] == "task_complete"
     assert follow_up.terminal["final_answer"] == "Second task answered."
+
+
+def test_llama_servers_reply_cut_mid_call_leaves_the_session_usable(agent_app, fake_openai):
+    # The stream llama-server sent when max_tokens cut a tool call after its "{": the call is answered without
+    # running, stored as {}, and the strict fake (500 on unparsable arguments, as llama-server) takes the rest.
+    fake_openai.script(
+        analysis(),
+        raw((LLAMA_FIXTURES_DIR / "stream-tool-call-cut-at-length.sse").read_bytes()),
+        tool_calls(("bash", {"command": "echo again"})),
+        text("Listed."),
+        analysis(),
+        text("Still here."),
+    )
+    client = agent_app.test_client()
+    run = run_task(agent_app, client, "list the files", "llama-cut")
+    refused = run.of("tool_call_complete")[0]
+    assert refused["call_id"] == "uJK0B3RPjElGpdCFi4wP2dASbNzE9NFx" and "cut off" in refused["error"]
+    assert run.of("tool_call_complete")[1]["result"] == "again\n"
+    assert [call["arguments"] for call in _stored_calls(client, "llama-cut")] == ["{}", '{"command": "echo again"}']
+    assert run.terminal["stop_reason"] == "completed"
+    assert run_task(agent_app, client, "and now?", "llama-cut").terminal["final_answer"] == "Still here."
 
 
 @pytest.mark.parametrize("raw", ["", "[1, 2]", '"ls"', '{"command": NaN}'])

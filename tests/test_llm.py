@@ -8,7 +8,7 @@ import pytest
 
 from alex.agent.cancel import CancelToken
 from alex.agent.llm import Completion, LLMClient, LLMError, ToolCall, Usage
-from tests.fakes.openai_schema import FIXTURES_DIR, request_errors
+from tests.fakes.openai_schema import FIXTURES_DIR, LLAMA_FIXTURES_DIR, request_errors
 from tests.fakes.openai_server import TEST_KEY, json_reply, raw, sse, text, tool_calls
 
 MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "What's the weather?"}]
@@ -57,6 +57,29 @@ def test_recorded_stream_parses(name, piece_size, fake_openai, make_llm, llm_pro
     completion = _stream(make_llm(), llm_probe)
     assert completion == RECORDED[name]
     assert "".join(llm_probe.deltas) == RECORDED[name].content
+    assert llm_probe.notices == []
+
+
+# Recorded from llama.cpp's llama-server (--jinja, Qwen2.5-Coder 0.5B, the code-block tool-call template). Unlike
+# OpenAI: call ids are 32 letters and digits without "call_", the first tool-call delta already carries an argument
+# fragment, arguments come pretty-printed, chunks have no logprobs, the usage chunk adds `timings`, and a reply cut
+# at max_tokens mid-call still streams the call (its arguments "{") before finish_reason "length".
+LLAMA_RECORDED = {
+    "stream-tool-call.sse": Completion("", [ToolCall(
+        "eDTcMlcVsW8R4DVkIAY0lo5TB2XQw3EB", "bash", '{\n    "command": "ls"\n  }')], "tool_calls", Usage(185, 28, 213)),
+    "stream-tool-call-cut-at-length.sse": Completion("", [ToolCall(
+        "uJK0B3RPjElGpdCFi4wP2dASbNzE9NFx", "bash", "{")], "length", Usage(185, 12, 197)),
+}
+
+
+def test_every_llama_server_recording_is_covered():
+    assert sorted(path.name for path in LLAMA_FIXTURES_DIR.glob("*.sse")) == sorted(LLAMA_RECORDED)
+
+
+@pytest.mark.parametrize("name", sorted(LLAMA_RECORDED))
+def test_llama_server_recordings_parse(name, fake_openai, make_llm, llm_probe):
+    fake_openai.script(raw((LLAMA_FIXTURES_DIR / name).read_bytes(), piece_size=7))
+    assert _stream(make_llm(), llm_probe, tools=[BASH_TOOL]) == LLAMA_RECORDED[name]
     assert llm_probe.notices == []
 
 
