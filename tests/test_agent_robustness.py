@@ -311,3 +311,26 @@ def test_common_other_names_of_tools_and_arguments_are_understood(agent_app, fak
     assert (write_error, read_error, bash_error) == (None, None, None)
     assert "hello" in read and printed == "hello\n"
     assert "no tool named 'file_reader'" in unknown and "did you mean file_read?" in unknown
+
+
+def test_a_tool_call_written_as_json_in_the_text_is_run(agent_app, fake_openai):
+    # Qwen2.5-Coder on llama-server sometimes writes its call in a fence other than ```json (or none), which the
+    # server's parser does not take: the reply would end the task with the call as its "answer".
+    fake_openai.script(
+        analysis(),
+        text('I will run it.\n```bash\n{"name": "bash", "arguments": {"command": "echo from-text"}}\n```'),
+        text('{"name": "file_write", "arguments": "{\\"path\\": \\"a.txt\\", \\"content\\": \\"x\\"}"}'),
+        text('Done. Call it as {"name": "tool", "arguments": {}} if you like.'),
+    )
+    client = agent_app.test_client()
+    run = run_task(agent_app, client, "run echo", "text-call")
+    completes = run.of("tool_call_complete")
+    assert [e["tool_name"] for e in completes] == ["bash", "file_write"]
+    assert completes[0]["result"] == "from-text\n" and completes[1]["error"] is None
+    assert run.terminal["stop_reason"] == "completed"
+    assert run.terminal["final_answer"] == 'Done. Call it as {"name": "tool", "arguments": {}} if you like.'
+    messages = client.get("/api/sessions/text-call").get_json()["messages"]
+    assert messages[1]["content"] == "I will run it."
+    assert messages[1]["tool_calls"][0]["function"] == {"name": "bash", "arguments": '{"command": "echo from-text"}'}
+    assert messages[3]["content"] is None
+    assert json.loads(messages[3]["tool_calls"][0]["function"]["arguments"]) == {"path": "a.txt", "content": "x"}

@@ -16,6 +16,7 @@ from alex.agent.lifecycle import TaskLifecycle
 from alex.agent.llm import Completion, LLMCancelled, LLMClient, LLMError, RetryNotice
 from alex.agent.prompts import ANALYSIS_PROMPT, SYSTEM_PROMPT
 from alex.agent.run_state import Run
+from alex.agent.text_calls import with_text_calls
 from alex.agent.tools import Tool, ToolContext, openai_tool_specs
 from alex.config import Config
 from alex.store.base import SessionGone, Store
@@ -148,6 +149,7 @@ class AgentLoop:
                            "are left out and the call is retried")
             completion = self._stream_completion(run, conversation, min(budget // 2, self._budget()))
         run.add_usage(completion.usage)
+        completion = with_text_calls(completion, self._tools)
         run.last_content = completion.content or run.last_content
         run.emit("think_complete", iteration=run.iteration, content=completion.content,
                  tool_call_count=len(completion.tool_calls))
