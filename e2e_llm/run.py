@@ -166,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", help="task names to run (default: all)")
     parser.add_argument("--min-pass", type=int, help="tasks that must pass (default: 5 for 1.5b, 3 for 0.5b)")
     parser.add_argument("--cache", type=Path, default=default_cache())
+    parser.add_argument("--temperature", default=os.environ.get("LLM_TEMPERATURE") or "0.2",
+                        help="ALEX_LLM_TEMPERATURE for alex (default 0.2; 'server': llama-server's own, 0.8)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _stop)  # the servers are stopped in `finally` (a background job ignores SIGINT)
     paths = prepare(args.cache, [args.model])
@@ -179,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"llama-server ready at {llama.url} (n_ctx {llama.props()['default_generation_settings']['n_ctx']})")
         server = GunicornServer(work / "data", ALEX_BASE_URL=f"{llama.url}/v1", OPENAI_API_KEY="e2e-llm-dummy-key",
                                 ALEX_LLM_MODEL=f"qwen2.5-coder-{args.model}", ALEX_TASK_TIMEOUT_S="420",
-                                ALEX_LLM_READ_TIMEOUT_S="180").wait_ready(60)
+                                ALEX_LLM_READ_TIMEOUT_S="180", ALEX_LLM_TEMPERATURE=args.temperature).wait_ready(60)
         root = work / "data" / "workspaces"
         results = []
         for task in tasks:
@@ -192,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         if server is not None:
             server.stop()
         llama.stop()
-    report = table(args.model, results)
+    report = table(f"{args.model} (temperature {args.temperature})", results)
     errors = [f"{r.name}: {error}" for r in results for error in r.errors]
     report += "\n" + "\n".join(["error events:", *errors] if errors else ["no error event"])
     report += f"\nlogs and transcripts in {work}"

@@ -8,6 +8,7 @@ import pytest
 
 from alex.agent.cancel import CancelToken
 from alex.agent.llm import Completion, LLMClient, LLMError, ToolCall, Usage
+from alex.config import Config, ConfigError
 from tests.fakes.openai_schema import FIXTURES_DIR, LLAMA_FIXTURES_DIR, request_errors
 from tests.fakes.openai_server import TEST_KEY, json_reply, raw, sse, text, tool_calls
 
@@ -162,6 +163,22 @@ def test_stream_request_shape(fake_openai, make_llm, llm_probe):
     assert with_tools.body == {"model": "gpt-4o-mini", "messages": MESSAGES, "tools": [BASH_TOOL], "stream": True,
                                "stream_options": {"include_usage": True}}
     assert "tools" not in without_tools.body
+
+
+def test_a_temperature_is_sent_only_when_set(fake_openai, make_llm, llm_probe):
+    fake_openai.script(text(), text())
+    _stream(make_llm(temperature=0.2), llm_probe)
+    _stream(make_llm(), llm_probe)
+    assert fake_openai.requests[0].body["temperature"] == 0.2
+    assert "temperature" not in fake_openai.requests[1].body
+
+
+def test_the_temperature_setting_reaches_the_client():
+    config = Config.from_env({"ALEX_LLM_TEMPERATURE": "0.3"})
+    assert config.llm_temperature == 0.3 and LLMClient.from_config(config).temperature == 0.3
+    assert Config.from_env({}).llm_temperature is None
+    with pytest.raises(ConfigError, match="ALEX_LLM_TEMPERATURE"):
+        Config.from_env({"ALEX_LLM_TEMPERATURE": "3"})
 
 
 def test_without_a_key_no_authorization_is_sent(fake_openai, make_llm, llm_probe):
