@@ -258,6 +258,21 @@ def test_a_repeated_read_is_answered_from_the_first_result_without_running_again
     assert run.terminal["stop_reason"] == "completed"
 
 
+def test_the_same_call_twice_in_one_reply_is_answered_briefly_and_is_no_repeat(make_app, fake_openai):
+    # Qwen2.5-Coder 1.5B sent file_read(primes.txt) twice in one reply, got the repeat note with the whole result,
+    # and then gave that note, word for word, as its final answer. A twin in the same reply is pointed at its
+    # first's result (no quote to echo) and does not count toward the repeat limit.
+    app = make_app(**agent_settings(fake_openai))
+    read = ("file_read", {"path": "a.txt"})
+    fake_openai.script(analysis(), tool_calls(("file_write", {"path": "a.txt", "content": "1"})),
+                       *[tool_calls(read, read) for _ in range(3)], text("ok"))
+    run = run_task(app, app.test_client(), "read a.txt", "twins")
+    results = [event["result"] for event in run.of("tool_call_complete")]
+    assert results[1].split() == ["1", "1"]
+    assert results[2] == "Same call as the one before it in this reply: its result is above."
+    assert run.terminal["stop_reason"] == "completed", "two twins and two real repeats stay under the limit"
+
+
 def test_a_read_after_a_write_is_no_repeat(agent_app, fake_openai):
     read = tool_calls(("file_read", {"path": "a.txt"}))
     fake_openai.script(analysis(), tool_calls(("file_write", {"path": "a.txt", "content": "1"})), read,

@@ -19,9 +19,9 @@ LONG_FILE_LINES = 20  # a read that reaches the end of a longer file ends with i
 MAX_LINE_CHARS = 2000
 MAX_EDIT_BYTES = 10 * 1024 * 1024
 BINARY_SNIFF_BYTES = 8192
-# No example path with a directory in it: small models copy it (asked for primes.py, one wrote src/primes.py).
-_PATH = prop("string", "Path of the file relative to the workspace, as the user named it (a bare name such as "
-                       "'notes.txt' is a file in the workspace itself).")
+# No example path: small models copy it (asked for primes.py, Qwen2.5-Coder 1.5B wrote src/primes.py after the
+# example 'src/main.py', and primes.txt in two of three runs after the example 'notes.txt').
+_PATH = prop("string", "Path of the file relative to the workspace; use the file name the user gave.")
 
 
 def _existing_file(path: Path, raw: str) -> Path:
