@@ -349,3 +349,30 @@ def test_a_tool_call_written_as_json_in_the_text_is_run(agent_app, fake_openai):
     assert messages[1]["tool_calls"][0]["function"] == {"name": "bash", "arguments": '{"command": "echo from-text"}'}
     assert messages[3]["content"] is None
     assert json.loads(messages[3]["tool_calls"][0]["function"]["arguments"]) == {"path": "a.txt", "content": "x"}
+
+
+def test_overwriting_a_file_not_read_in_the_task_is_refused_until_it_is_read(agent_app, fake_openai):
+    # Qwen2.5-Coder 1.5B edited PORT in a six-line settings.py with file_edit, then sent file_write with only
+    # "PORT = 9090": the rest of the file was lost. A whole-file write of an existing file needs a read first.
+    workspace = agent_app.extensions["alex"].config.workspace_root / "clobber"
+    workspace.mkdir(parents=True)
+    (workspace / "settings.py").write_text('HOST = "x"\nPORT = 8080\n')
+    fake_openai.script(
+        analysis(),
+        tool_calls(("file_edit", {"path": "settings.py", "old_string": "8080", "new_string": "9090"})),
+        tool_calls(("file_write", {"path": "settings.py", "content": "PORT = 9090\n"})),
+        tool_calls(("file_read", {"path": "settings.py"})),
+        tool_calls(("file_write", {"path": "settings.py", "content": 'HOST = "y"\nPORT = 9090\n'})),
+        tool_calls(("file_write", {"path": "new.txt", "content": "1"})),
+        tool_calls(("file_write", {"path": "new.txt", "content": "2"})),
+        text("Done."),
+    )
+    run = run_task(agent_app, agent_app.test_client(), "set the port", "clobber")
+    refused = run.of("tool_call_complete")[1]
+    assert refused["error"] == ("settings.py exists and was not read in this task, so file_write would replace "
+                                "content you have not seen. Read it with file_read first; to change a part of it, "
+                                "use file_edit.")
+    assert [event["error"] for event in run.of("tool_call_complete")[2:]] == [None, None, None, None]
+    assert (workspace / "settings.py").read_text() == 'HOST = "y"\nPORT = 9090\n'
+    assert (workspace / "new.txt").read_text() == "2", "a file the task wrote itself may be written again"
+    assert run.terminal["stop_reason"] == "completed"

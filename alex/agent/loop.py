@@ -184,7 +184,7 @@ class AgentLoop:
             workspace=workspace_dir(self._config.workspace_root, run.task["session_id"], create=True),
             token=run.token, emit_output=emit_output, store=self._store,
             bash_timeout_s=self._config.bash_timeout_s, output_limit=self._config.tool_output_limit,
-            workspace_max_bytes=self._config.workspace_max_mb * 1024 * 1024,
+            workspace_max_bytes=self._config.workspace_max_mb * 1024 * 1024, known_files=run.known_files,
         )
 
     def _save_progress(self, run: Run) -> None:

@@ -73,6 +73,8 @@ def run_file_read(arguments: dict, ctx: ToolContext) -> ToolResult:
         if seen == 0:
             return result("(the file is empty)")
         raise ToolError(f"offset {offset} is past the end of {raw!r}, which has {seen} lines")
+    if ctx.known_files is not None:
+        ctx.known_files.add(path)
     if more:
         shown.append(f"[... more lines follow; continue with offset={offset + limit}]")
     elif seen > LONG_FILE_LINES:  # small models misread a long file's last line number
@@ -100,8 +102,13 @@ def run_file_write(arguments: dict, ctx: ToolContext) -> ToolResult:
     existed = path.exists()
     if existed and not path.is_file():  # a FIFO would block the write forever
         raise ToolError(f"{raw!r} is not a regular file")
+    if existed and ctx.known_files is not None and path not in ctx.known_files:
+        raise ToolError(f"{raw} exists and was not read in this task, so file_write would replace content you have "
+                        "not seen. Read it with file_read first; to change a part of it, use file_edit.")
     data = arguments["content"].encode("utf-8", errors="replace")
     _write_within_cap(ctx, path, raw, data, path.stat().st_size if existed else 0)
+    if ctx.known_files is not None:
+        ctx.known_files.add(path)
     verb = "Overwrote" if existed else "Created"
     return result(f"{verb} {display_path(ctx.workspace, path)} ({len(data)} bytes)")
 
@@ -146,13 +153,15 @@ FILE_READ = Tool(
     parameters=object_schema({
         "path": _PATH,
         "offset": prop("integer", "Number of the first line to show, counting from 1 (default 1)."),
-        "limit": prop("integer", f"Largest number of lines to show (default {DEFAULT_READ_LINES})."),
+        # no number here: asked how many lines a file has, a 1.5B model answered with the default it read here
+        "limit": prop("integer", "Largest number of lines to show (leave it out to read the whole file)."),
     }, required=["path"]),
     run=run_file_read,
 )
 FILE_WRITE = Tool(
     name="file_write",
-    description="Create a file, or replace all of its content, in the workspace; parent directories are made.",
+    description="Create a file, or replace all of its content (an existing file must be read with file_read first), "
+                "in the workspace; parent directories are made.",
     parameters=object_schema({
         "path": _PATH,
         "content": prop("string", "The complete new content of the file."),
