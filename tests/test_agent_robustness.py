@@ -10,6 +10,7 @@ import json
 
 import pytest
 
+from alex.agent.prompts import REPEAT_PROMPT
 from alex.event_schemas import EVENT_SCHEMAS
 from tests.agent_support import agent_settings, analysis, run_task
 from tests.fakes.openai_schema import LLAMA_FIXTURES_DIR
@@ -376,3 +377,17 @@ def test_overwriting_a_file_not_read_in_the_task_is_refused_until_it_is_read(age
     assert (workspace / "settings.py").read_text() == 'HOST = "y"\nPORT = 9090\n'
     assert (workspace / "new.txt").read_text() == "2", "a file the task wrote itself may be written again"
     assert run.terminal["stop_reason"] == "completed"
+
+
+def test_a_repeat_is_followed_by_a_user_turn_asking_for_the_answer(agent_app, fake_openai):
+    # Qwen2.5-Coder 1.5B had finished (README.md written, todos saved) and cycled through todo_write, list_files
+    # and file_read until the guard stopped it: the note inside a tool result did not stop it. A repeat is now
+    # followed by a short user turn, which small models heed more.
+    read = tool_calls(("list_files", {}))
+    fake_openai.script(analysis(), read, read, text("All done."))
+    run = run_task(agent_app, agent_app.test_client(), "look around", "nudge")
+    last_request = fake_openai.requests[-1].body["messages"]
+    assert [m["role"] for m in last_request[-3:]] == ["assistant", "tool", "user"]
+    assert last_request[-1]["content"] == REPEAT_PROMPT
+    assert sum(m.get("content") == REPEAT_PROMPT for m in fake_openai.requests[-2].body["messages"]) == 0
+    assert run.terminal["stop_reason"] == "completed" and run.terminal["final_answer"] == "All done."

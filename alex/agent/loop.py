@@ -14,7 +14,7 @@ from alex.agent.context import estimate_tokens, fit_context
 from alex.agent.context_window import conversation_budget
 from alex.agent.lifecycle import TaskLifecycle
 from alex.agent.llm import Completion, LLMCancelled, LLMClient, LLMError, RetryNotice
-from alex.agent.prompts import ANALYSIS_PROMPT, SYSTEM_PROMPT
+from alex.agent.prompts import ANALYSIS_PROMPT, REPEAT_PROMPT, SYSTEM_PROMPT
 from alex.agent.run_state import Run
 from alex.agent.text_calls import with_text_calls
 from alex.agent.tools import Tool, ToolContext, openai_tool_specs
@@ -115,7 +115,10 @@ class AgentLoop:
             run.emit("iteration_start", iteration=run.iteration, total_iters=self._config.max_iterations)
             completion = self._think(run, conversation)
             conversation.append(_assistant_message(completion))
+            repeats_before = run.repeats.repeats
             tools_run = self._calls.run_all(run, completion, conversation)
+            if repeats_before < run.repeats.repeats and not run.repeats.exhausted:
+                conversation.append({"role": "user", "content": REPEAT_PROMPT})  # small models heed a user turn
             answer = run.answer_part(completion, conversation)
             until_stored(self._store.save_messages, run.task["session_id"], conversation)
             tokens = completion.usage.total_tokens if completion.usage else 0

@@ -24,3 +24,6 @@ like>"}"""
 
 CONTINUE_PROMPT = ("Your last reply was cut off at the output token limit. Continue exactly where it stopped, "
                    "without repeating what you already wrote.")
+
+REPEAT_PROMPT = ("You repeated a tool call whose result you already have. If the task is done, reply now with your "
+                 "final answer and no tool call; otherwise take a different step.")
