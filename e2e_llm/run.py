@@ -27,7 +27,7 @@ from alex.ids import stored_session_id
 from alex.workspace import workspace_dir
 from e2e_llm.llama import LlamaServer
 from e2e_llm.setup_llm import MODELS, default_cache, prepare
-from e2e_llm.tasks import SUITE, Outcome, Task, Turn
+from e2e_llm.tasks import SUITE, Outcome, Task, Turn, completed
 from tests.e2e.server import GunicornServer, free_port
 from tests.sse_client import SSEClient
 
@@ -47,7 +47,8 @@ class Result:
     """One task's figures."""
 
     name: str
-    passed: bool
+    passed: bool  # the work is right and the agent ended every turn with its own answer
+    done_on_disk: bool  # the work is right (whatever ended the turns)
     seconds: float
     iterations: int
     tokens: int
@@ -102,7 +103,8 @@ def run_task(server: GunicornServer, workspace_root: Path, task: Task, transcrip
             print(f"  {task.name}: turn {len(turns)} {describe(turns[-1])}", flush=True)
         seconds = time.monotonic() - started
         state = server.request("GET", f"/api/sessions/{session_id}")[2] or {}
-        problems = task.check(Outcome(workspace, turns, state))
+        outcome = Outcome(workspace, turns, state)
+        on_disk, stops = task.check(outcome), completed(outcome)
         probe = session.post(PROBE)
     finally:
         session.close()
@@ -113,10 +115,11 @@ def run_task(server: GunicornServer, workspace_root: Path, task: Task, transcrip
     (transcripts / f"{task.name}.json").write_text(json.dumps({"messages": final.get("messages"), "events": events},
                                                               indent=1))
     return Result(
-        task.name, not problems, round(seconds, 1), sum(t.record.get("iterations") or 0 for t in turns),
+        task.name, not on_disk and not stops, not on_disk, round(seconds, 1),
+        sum(t.record.get("iterations") or 0 for t in turns),
         sum((t.record.get("usage") or {}).get("total_tokens", 0) for t in turns),
         [t.terminal.get("stop_reason") or t.terminal.get("event_type", "none") for t in turns],
-        [e["tool_name"] for t in turns for e in t.tool_calls()], problems, follow_up, usable,
+        [e["tool_name"] for t in turns for e in t.tool_calls()], stops + on_disk, follow_up, usable,
         [str(e.get("error"))[:200] for t in turns for e in t.events if e["event_type"] == "error"])
 
 
@@ -142,12 +145,15 @@ def probe_verdict(probe: Turn) -> tuple[bool, str]:
 
 def table(model: str, results: list[Result]) -> str:
     """The results as a Markdown table with a pass count."""
-    lines = [f"### {model}: {sum(r.passed for r in results)}/{len(results)} passed", "",
-             "| task | result | seconds | iterations | tokens | stop | session usable after | tools / problems |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [f"### {model}: {sum(r.passed for r in results)}/{len(results)} passed "
+             f"({sum(r.done_on_disk for r in results)}/{len(results)} done on disk)", "",
+             "| task | result | done on disk | seconds | iterations | tokens | stop | session usable after "
+             "| tools / problems |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         notes = "; ".join(r.problems)[:240] if r.problems else " ".join(r.tool_calls)[:160]
-        lines.append(f"| {r.name} | {'pass' if r.passed else 'FAIL'} | {r.seconds} | {r.iterations} | {r.tokens} "
+        lines.append(f"| {r.name} | {'pass' if r.passed else 'FAIL'} | {'yes' if r.done_on_disk else 'no'} "
+                     f"| {r.seconds} | {r.iterations} | {r.tokens} "
                      f"| {','.join(map(str, r.stop_reasons))} | {'yes' if r.usable else 'NO'} ({r.follow_up}) "
                      f"| {notes.replace('|', '/')} |")
     total = sum(r.seconds for r in results)

@@ -1,7 +1,8 @@
 """The e2e-llm suite: small real coding tasks, each judged by what is on disk and in the events, never by wording.
 
 A task seeds its session's workspace, sends one or more prompts to the same session (a multi-turn task continues
-the conversation), then `check` lists what is wrong (an empty list is a pass). The prompts say what a user would;
+the conversation), then `check` lists what is wrong on disk and in the tool calls, and `completed` whether every
+turn ended with the agent's own answer (a pass needs both lists empty). The prompts say what a user would;
 nothing in them is tuned to one model's habits.
 """
 
@@ -77,7 +78,7 @@ PRIMES = [n for n in range(2, 50) if all(n % d for d in range(2, n))]
 
 
 def check_script(outcome: Outcome) -> list[str]:
-    problems = completed(outcome)
+    problems: list[str] = []
     if read(outcome, "primes.py") is None:
         return [*problems, "primes.py was not written"]
     ran = run_python(outcome.workspace, "primes.py")
@@ -101,7 +102,7 @@ def _log_file() -> str:
 
 
 def check_count(outcome: Outcome) -> list[str]:
-    problems = completed(outcome)
+    problems: list[str] = []
     written = read(outcome, "count.txt")
     if written is None:
         return [*problems, "count.txt was not written"]
@@ -122,7 +123,7 @@ WORKERS = 4
 
 
 def check_edit(outcome: Outcome) -> list[str]:
-    problems = completed(outcome)
+    problems: list[str] = []
     text = read(outcome, "settings.py")
     if text is None:
         return [*problems, "settings.py is gone"]
@@ -137,7 +138,7 @@ def check_edit(outcome: Outcome) -> list[str]:
 # --- 4. todos -----------------------------------------------------------------------------------------------
 
 def check_todos(outcome: Outcome) -> list[str]:
-    problems = completed(outcome)
+    problems: list[str] = []
     todos = outcome.session.get("todos") or []
     if len(todos) < 3:
         problems.append(f"the session has {len(todos)} todos, not 3: {todos}")
@@ -154,7 +155,7 @@ def check_todos(outcome: Outcome) -> list[str]:
 # --- 5. a multi-turn follow-up ------------------------------------------------------------------------------
 
 def check_follow_up(outcome: Outcome) -> list[str]:
-    problems = completed(outcome)
+    problems: list[str] = []
     if read(outcome, "greet.py") is None:
         return [*problems, "greet.py was not written"]
     probe = "import greet; print(greet.greet('Ann')); print(greet.farewell('Bob'))"
@@ -198,7 +199,7 @@ if __name__ == "__main__":
 
 
 def check_fix(outcome: Outcome) -> list[str]:
-    problems = completed(outcome)
+    problems: list[str] = []
     test_file = read(outcome, "test_calc.py")
     if test_file is None or hashlib.sha256(test_file.encode()).digest() != hashlib.sha256(TEST_CALC.encode()).digest():
         problems.append("test_calc.py was changed (the bug is in calc.py)")
