@@ -350,10 +350,20 @@ def test_file_edit_requires_a_unique_match_unless_replace_all(ctx, workspace, te
     assert (workspace / "f.txt").read_text() == expected_text
 
 
+def test_file_edit_shows_a_few_lines_around_the_first_change(ctx, workspace):
+    (workspace / "g.py").write_text("".join(f"line {n}\n" for n in range(1, 21)))
+    output = call(ctx, "file_edit", path="g.py", old_string="line 10\n", new_string="ten\nTEN\n")["output"]
+    assert output.splitlines()[1:] == [f"{n:6}\t{text}" for n, text in
+                                       [(7, "line 7"), (8, "line 8"), (9, "line 9"), (10, "ten"), (11, "TEN"),
+                                        (12, "line 11"), (13, "line 12"), (14, "line 13")]]
+
+
 def test_file_edit_reports_what_it_did_and_refuses_no_ops(ctx, workspace):
     (workspace / "f.txt").write_bytes(b"one\r\ntwo\r\n")
+    # The lines around the change are shown: told only "Replaced 1 occurrence", a 1.5B model did not trust its
+    # edit and wrote the file again, then undid the edit.
     assert call(ctx, "file_edit", path="f.txt", old_string="two", new_string="2")["output"] == \
-        "Replaced 1 occurrence in f.txt"
+        "Replaced 1 occurrence in f.txt. The file now reads, around the change:\n     1\tone\n     2\t2"
     assert (workspace / "f.txt").read_bytes() == b"one\r\n2\r\n"
     assert "the same" in call(ctx, "file_edit", path="f.txt", old_string="2", new_string="2")["error"]
     assert "empty" in call(ctx, "file_edit", path="f.txt", old_string="", new_string="2")["error"]

@@ -15,6 +15,8 @@ from alex.agent.tools.output import cap_text
 from alex.agent.tools.paths import check_room, display_path, open_for_reading, resolve_path, write_whole_file
 
 DEFAULT_READ_LINES = 2000
+EDIT_CONTEXT_LINES = 3  # lines shown before and after an edit's first change
+EDIT_LINE_CHARS = 500
 LONG_FILE_LINES = 20  # a read that reaches the end of a longer file ends with its line count
 MAX_LINE_CHARS = 2000
 MAX_EDIT_BYTES = 10 * 1024 * 1024
@@ -141,9 +143,19 @@ def run_file_edit(arguments: dict, ctx: ToolContext) -> ToolResult:
     if count > 1 and not arguments.get("replace_all", False):
         raise ToolError(f"old_string occurs {count} times in {raw!r}; include more surrounding text to make it "
                         "unique, or set replace_all to replace every occurrence")
-    data = text.replace(old, new, -1 if arguments.get("replace_all", False) else 1).encode("utf-8", "replace")
-    _write_within_cap(ctx, path, raw, data, len(original))
-    return result(f"Replaced {count} occurrence{'s' if count > 1 else ''} in {display_path(ctx.workspace, path)}")
+    edited = text.replace(old, new, -1 if arguments.get("replace_all", False) else 1)
+    _write_within_cap(ctx, path, raw, edited.encode("utf-8", "replace"), len(original))
+    return result(f"Replaced {count} occurrence{'s' if count > 1 else ''} in {display_path(ctx.workspace, path)}. "
+                  f"The file now reads, around the change:\n{_around(edited, text.index(old), new)}")
+
+
+def _around(edited: str, start: int, new: str) -> str:
+    """The edited file's lines from EDIT_CONTEXT_LINES before the first change to as many after it, numbered."""
+    first = edited.count("\n", 0, start) + 1
+    last = first + max(1, len(new.splitlines())) - 1
+    lines = edited.splitlines()
+    shown = range(max(1, first - EDIT_CONTEXT_LINES), min(len(lines), last + EDIT_CONTEXT_LINES) + 1)
+    return "\n".join(f"{number:6}\t{lines[number - 1][:EDIT_LINE_CHARS]}" for number in shown)
 
 
 FILE_READ = Tool(
