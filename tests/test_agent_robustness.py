@@ -391,3 +391,18 @@ def test_a_repeat_is_followed_by_a_user_turn_asking_for_the_answer(agent_app, fa
     assert last_request[-1]["content"] == REPEAT_PROMPT
     assert sum(m.get("content") == REPEAT_PROMPT for m in fake_openai.requests[-2].body["messages"]) == 0
     assert run.terminal["stop_reason"] == "completed" and run.terminal["final_answer"] == "All done."
+
+
+def test_a_file_written_or_read_in_an_earlier_task_of_the_session_may_be_overwritten(agent_app, fake_openai):
+    # Turn 2 of a session ("now add farewell to the same file"): the model knows greet.py from turn 1, where it
+    # wrote it, and writes it whole again; the read-first rule is about files the conversation has never shown.
+    fake_openai.script(
+        analysis(), tool_calls(("file_write", {"path": "greet.py", "content": "a\n"})), text("Written."),
+        analysis(), tool_calls(("file_write", {"path": "greet.py", "content": "a\nb\n"})), text("Added."),
+    )
+    client = agent_app.test_client()
+    run_task(agent_app, client, "create greet.py", "two-turns")
+    second = run_task(agent_app, client, "add to it", "two-turns")
+    assert second.of("tool_call_complete")[0]["error"] is None
+    workspace = agent_app.extensions["alex"].config.workspace_root / "two-turns"
+    assert (workspace / "greet.py").read_text() == "a\nb\n"

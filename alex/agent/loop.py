@@ -12,6 +12,7 @@ from alex.agent.calls import CallRunner
 from alex.agent.cancel import CancelToken, TaskCancelled
 from alex.agent.context import estimate_tokens, fit_context
 from alex.agent.context_window import conversation_budget
+from alex.agent.known_files import known_files
 from alex.agent.lifecycle import TaskLifecycle
 from alex.agent.llm import Completion, LLMCancelled, LLMClient, LLMError, RetryNotice
 from alex.agent.prompts import ANALYSIS_PROMPT, REPEAT_PROMPT, SYSTEM_PROMPT
@@ -88,6 +89,8 @@ class AgentLoop:
         if session is None:  # deleted as the task started
             raise SessionGone(run.task["session_id"])
         conversation = session["messages"]
+        workspace = workspace_dir(self._config.workspace_root, run.task["session_id"], create=True)
+        run.known_files.update(known_files(conversation, workspace))
         conversation.append({"role": "user", "content": run.task["task"]})
         until_stored(self._store.save_messages, run.task["session_id"], conversation)
         answer = self._iterate(run, conversation)
