@@ -406,3 +406,17 @@ def test_a_file_written_or_read_in_an_earlier_task_of_the_session_may_be_overwri
     assert second.of("tool_call_complete")[0]["error"] is None
     workspace = agent_app.extensions["alex"].config.workspace_root / "two-turns"
     assert (workspace / "greet.py").read_text() == "a\nb\n"
+
+
+def test_each_agent_reply_is_capped_at_the_output_token_setting(make_app, fake_openai):
+    # Qwen2.5-Coder 0.5B on llama-server started a tool call and generated 6,800 tokens of it (llama-server sends
+    # nothing while a call is being written) until the task's deadline: without max_tokens a runaway reply may use
+    # the whole context. Capped, it ends with finish_reason "length" and the model is told.
+    fake_openai.script(analysis(), text("ok"), analysis(), text("ok"))
+    client = make_app(**agent_settings(fake_openai)).test_client()
+    app = client.application
+    run_task(app, client, "hi", "capped")
+    assert fake_openai.requests[1].body["max_tokens"] == 4096
+    uncapped = make_app(**agent_settings(fake_openai, ALEX_LLM_MAX_OUTPUT_TOKENS="0"))
+    run_task(uncapped, uncapped.test_client(), "hi", "uncapped")
+    assert "max_tokens" not in fake_openai.requests[3].body

@@ -170,10 +170,16 @@ class AgentLoop:
         messages = fit_context([{"role": "system", "content": SYSTEM_PROMPT}, *conversation], budget)
         run.emit("thinking", iteration=run.iteration, message_count=len(messages))
         return self._llm.stream(
-            messages, self._tool_specs, token=run.token,
+            messages, self._tool_specs, token=run.token, max_tokens=self._output_cap(),
             on_text=lambda delta: run.emit("think_delta", iteration=run.iteration, delta=delta),
             on_retry=lambda notice: self._report_retry(run, notice),
         )
+
+    def _output_cap(self) -> int | None:
+        """max_tokens for a turn: ALEX_LLM_MAX_OUTPUT_TOKENS, at most a quarter of a known context (the
+        conversation's budget leaves 40% of it); None when the setting is 0."""
+        cap, window = self._config.llm_max_output_tokens, self._llm.context_window()
+        return (min(cap, window // 4) if window else cap) or None
 
     def _report_retry(self, run: Run, notice: RetryNotice) -> None:
         note = " (the partial reply above is discarded)" if notice.discarded_text else ""
