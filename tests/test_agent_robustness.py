@@ -274,6 +274,18 @@ def test_the_same_call_twice_in_one_reply_is_answered_briefly_and_is_no_repeat(m
     assert run.terminal["stop_reason"] == "completed", "two twins and two real repeats stay under the limit"
 
 
+def test_a_todo_update_between_two_identical_reads_does_not_make_the_second_new(agent_app, fake_openai):
+    # Qwen2.5-Coder 1.5B alternated file_read(primes.txt) and todo_write for 20 iterations: todos are no part of
+    # the workspace, so the reads were repeats all along.
+    read = tool_calls(("file_read", {"path": "a.txt"}))
+    todo = {"todos": [{"id": "1", "content": "check", "status": "pending"}]}
+    fake_openai.script(analysis(), tool_calls(("file_write", {"path": "a.txt", "content": "1"})), read,
+                       tool_calls(("todo_write", todo)), read, text("ok"))
+    run = run_task(agent_app, agent_app.test_client(), "read around a todo", "todo-between")
+    reads = [event["result"] for event in run.of("tool_call_complete") if event["tool_name"] == "file_read"]
+    assert "already called file_read" in reads[1]
+
+
 def test_a_read_after_a_write_is_no_repeat(agent_app, fake_openai):
     read = tool_calls(("file_read", {"path": "a.txt"}))
     fake_openai.script(analysis(), tool_calls(("file_write", {"path": "a.txt", "content": "1"})), read,
