@@ -135,8 +135,7 @@ _SETTINGS: dict[str, tuple[str, Callable[[str], Any], str, str]] = {
                        "the model name sent with every chat completion request"),
     "ALEX_LLM_TEMPERATURE": ("llm_temperature", _temperature, "server",
                              "the sampling temperature sent with every chat completion request, 0 to 2 (server: "
-                             "none is sent, the server's default applies; small local models call tools more "
-                             "reliably at 0.2 or less)"),
+                             "none is sent, the server's default applies)"),
     "ALEX_BASE_URL": ("base_url", str, "https://api.openai.com/v1",
                       "the OpenAI-compatible API base URL, usually ending in /v1 (llama.cpp, vLLM, Ollama: their /v1)"),
     "CORS_ALLOWED_ORIGINS": ("cors_allowed_origins", _origins, "",

@@ -172,8 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", help="task names to run (default: all)")
     parser.add_argument("--min-pass", type=int, help="tasks that must pass (default: 5 for 1.5b, 3 for 0.5b)")
     parser.add_argument("--cache", type=Path, default=default_cache())
-    parser.add_argument("--temperature", default=os.environ.get("LLM_TEMPERATURE") or "0.2",
-                        help="ALEX_LLM_TEMPERATURE for alex (default 0.2; 'server': llama-server's own, 0.8)")
+    parser.add_argument("--temperature", default=os.environ.get("LLM_TEMPERATURE") or "server",
+                        help="ALEX_LLM_TEMPERATURE for alex (default 'server': llama-server's own, 0.8)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _stop)  # the servers are stopped in `finally` (a background job ignores SIGINT)
     paths = prepare(args.cache, [args.model])

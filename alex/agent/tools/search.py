@@ -176,7 +176,7 @@ GREP = Tool(
                                   "lookaround), searched in each line."),
         "path": prop("string", "File or directory to search, relative to the workspace (default: all of it)."),
         "glob": prop("string", "Only search files whose name or workspace-relative path matches this glob, "
-                               "e.g. '*.py' or 'src/*.ts'."),
+                               "e.g. '*.py'."),  # no directory in the example: small models copy it into paths
     }, required=["pattern"]),
     run=run_grep,
 )
