@@ -17,6 +17,7 @@ from alex.schemas import StreamQuerySchema
 from alex.security.limits import client_id, enforce_stream_cap
 from alex.services import Services, services
 from alex.store.base import StoreUnavailable
+from alex.streaming.broadcaster import Subscriber
 from alex.streaming.direct import direct_socket
 from alex.streaming.sse import encode_comment, encode_frame
 from alex.streaming.stream import SessionStream
@@ -54,6 +55,15 @@ def stream():
 
 
 def _stream(svc: Services):
+    resolved = resolve_stream(svc)
+    if isinstance(resolved, Response):
+        return resolved
+    return _open_stream(svc, *resolved)
+
+
+def resolve_stream(svc: Services) -> tuple[str, str] | Response:
+    """(stored session id, cursor) of the stream the request asks for (/api/sse, /api/ws), or the answer that
+    ends it before it starts (204: a deleted session); 400/404 raised for a bad request or another's session."""
     if not request.args.get("session_id"):
         raise SessionIdRequired(
             "Add ?session_id=<id> (letters, digits, '_' or '-'); reuse it to reconnect to the same session."
@@ -74,7 +84,7 @@ def _stream(svc: Services):
         raise NotFound("No session with that id.")
     if start.closing:
         return no_content()
-    return _open_stream(svc, session_id, start.cursor)
+    return session_id, start.cursor
 
 
 def _client_cursor(svc: Services, args: dict) -> str | None:
@@ -91,14 +101,20 @@ def _client_cursor(svc: Services, args: dict) -> str | None:
     return cursor
 
 
-def _open_stream(svc: Services, session_id: str, cursor: str) -> Response:
+def subscribe_stream(svc: Services, session_id: str) -> Subscriber:
+    """A new subscriber of the session for the caller, within the stream caps (503 overloaded for the process,
+    429 too_many_streams for the client)."""
     if svc.broadcaster.count() >= svc.config.max_streams:
         raise Overloaded("This server holds as many streams as it can; retry shortly.", headers={"Retry-After": "5"})
     client = client_id()
     enforce_stream_cap(svc.broadcaster, client, svc.config.max_streams_per_client)
+    return svc.broadcaster.subscribe(session_id, client=client)
+
+
+def _open_stream(svc: Services, session_id: str, cursor: str) -> Response:
     # Subscribed after the cursor was resolved: the stream's first step reads the log after it, so an event
     # appended in between is read there (and one also in the window is skipped by its id).
-    subscriber = svc.broadcaster.subscribe(session_id, client=client)
+    subscriber = subscribe_stream(svc, session_id)
     sock = request.environ.get("gunicorn.socket")
     if sock is not None:
         # Bound every write: a client that stops reading is dropped instead of pinning a greenlet.
