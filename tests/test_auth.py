@@ -28,7 +28,11 @@ API_ROUTES = [
     ("DELETE", "/api/sessions/s-unknown", None),
     ("POST", "/api/sessions/s-new/stream-token", None),
     ("GET", "/api/sse?session_id=s-unknown&last_event_id=5", None),  # 204 at once: no stream to close
+    ("GET", "/api/ws?session_id=s-unknown&last_event_id=5", None),  # the same, as an opening handshake
 ]
+# What makes a GET an opening WebSocket handshake (werkzeug routes only those to /api/ws).
+WS_HANDSHAKE = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
 ROUTE_IDS = [f"{method} {path}" for method, path, _ in API_ROUTES]
 
 
@@ -38,8 +42,9 @@ def bearer(key: str) -> dict[str, str]:
 
 
 def call(client, method: str, path: str, body=None, headers=None):
-    """One request, the response closed before it is returned (its body is buffered)."""
-    response = client.open(path, method=method, json=body, headers=headers or {}, buffered=True)
+    """One request, the response closed before it is returned (its body is buffered); /api/ws asks to upgrade."""
+    headers = {**(WS_HANDSHAKE if path.startswith("/api/ws") else {}), **(headers or {})}
+    response = client.open(path, method=method, json=body, headers=headers, buffered=True)
     response.close()
     return response
 
@@ -67,7 +72,8 @@ def assert_unauthorized(response, *secrets: str) -> None:
 
 def test_the_route_table_covers_every_api_route(keyed_app):
     adapter = keyed_app.url_map.bind("localhost")
-    covered = {adapter.match(path.split("?")[0], method)[0] for method, path, _ in API_ROUTES}
+    covered = {adapter.match(path.split("?")[0], method, websocket=path.startswith("/api/ws"))[0]
+               for method, path, _ in API_ROUTES}
     api_endpoints = {rule.endpoint for rule in keyed_app.url_map.iter_rules()
                      if rule.rule.startswith("/api/") and rule.rule != "/api/openapi.json"}
     assert covered == api_endpoints

@@ -104,9 +104,19 @@ def test_auth_schemes_are_declared_and_the_stream_takes_access_token(document):
     assert schemes["bearerAuth"] == {**schemes["bearerAuth"], "type": "http", "scheme": "bearer"}
     assert (schemes["accessToken"]["in"], schemes["accessToken"]["name"]) == ("query", "access_token")
     assert {"accessToken": []} in operation(document, "get", "/api/sse")["security"]
+    assert {"accessToken": []} in operation(document, "get", "/api/ws")["security"]
     assert {"bearerAuth": []} in operation(document, "post", "/api/tasks")["security"]
     assert operation(document, "get", "/health")["security"] == []
     assert operation(document, "get", "/api/openapi.json")["security"] == []
+
+
+def test_the_websocket_documents_its_messages_and_close_codes(document):
+    socket = operation(document, "get", "/api/ws")
+    assert "101" in socket["responses"] and "403" in socket["responses"]
+    for words in ('"type":"event"', '"type":"reply"', '"type":"submit"', '"type":"cancel"', "request_id", "1012",
+                  "last_event_id", "Origin"):
+        assert words in socket["description"], words
+    assert "/api/ws" in document["info"]["description"]
 
 
 def test_the_document_is_open_when_api_keys_are_set(make_app, controlled_work):

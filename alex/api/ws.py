@@ -49,12 +49,8 @@ def websocket():
     origins: OriginPolicy = current_app.extensions["alex.origins"]
     if not origins.allows_socket(request.headers.get("Origin")):
         raise OriginRefused("This page's origin may not open a WebSocket here (CORS_ALLOWED_ORIGINS).")
-    try:
-        ws = open_websocket(request.environ, svc.config.max_body_bytes)
-    except HandshakeRefused as refused:
-        raise BadHandshake(str(refused)) from None
-    _bound_writes(svc)
     if svc.broadcaster.shutting_down:  # reconnect elsewhere, as streams are told during a shutdown
+        ws = _handshake(svc)
         ws.accept()
         SocketSession(ws, None, svc.broadcaster, request.args.get("session_id", "")).run()
         return SocketServed()
@@ -62,6 +58,7 @@ def websocket():
     if isinstance(resolved, Response):
         return resolved
     session_id, cursor = resolved
+    ws = _handshake(svc)
     subscriber = subscribe_stream(svc, session_id)
     stream = SessionStream(svc.store, svc.broadcaster, subscriber, cursor, heartbeat_s=svc.config.sse_heartbeat_s,
                            retry_ms=svc.config.sse_retry_ms)
@@ -75,11 +72,15 @@ def websocket():
     return SocketServed()
 
 
-def _bound_writes(svc: Services) -> None:
-    """A client that stops reading is dropped after ALEX_SSE_WRITE_TIMEOUT_S instead of pinning a greenlet."""
-    sock = request.environ.get("gunicorn.socket")
-    if sock is not None:
-        sock.settimeout(svc.config.sse_write_timeout_s)
+def _handshake(svc: Services) -> WebSocket:
+    """The request's WebSocket, not accepted yet (400 bad_handshake when the request is not a valid opening
+    handshake); a client that stops reading will be dropped after ALEX_SSE_WRITE_TIMEOUT_S, as a stream is."""
+    try:
+        ws = open_websocket(request.environ, svc.config.max_body_bytes)
+    except HandshakeRefused as refused:
+        raise BadHandshake(str(refused)) from None
+    request.environ["gunicorn.socket"].settimeout(svc.config.sse_write_timeout_s)
+    return ws
 
 
 class SocketServed(Response):
