@@ -54,7 +54,8 @@ _SECURITY_SCHEMES = {
                    "description": "An API key of ALEX_API_KEYS; required on every /api/* call when it is set."},
     "accessToken": {"type": "apiKey", "in": "query", "name": "access_token",
                     "description": "For /api/sse and /api/ws only (browsers cannot send headers there): a short-lived "
-                                   "stream token from POST /api/sessions/{session_id}/stream-token (never an API key: 401)."},
+                                   "stream token from POST /api/sessions/{session_id}/stream-token (never an API "
+                                   "key: 401)."},
     "metricsToken": {"type": "http", "scheme": "bearer",
                      "description": "ALEX_METRICS_TOKEN; required on /metrics when it is set (an API key is not)."},
 }
