@@ -43,7 +43,7 @@ class BadHandshake(AlexError):
 
 
 @bp.get(SOCKET_PATH, websocket=True)  # werkzeug routes only upgrade requests here (a plain GET: 400)
-def websocket():
+def websocket() -> Response:
     """Check the handshake like a stream request, accept it, then stream and answer messages until either side ends."""
     svc = services()
     origins: OriginPolicy = current_app.extensions["alex.origins"]

@@ -49,8 +49,8 @@ def open_websocket(environ: dict[str, Any], max_message_bytes: int) -> WebSocket
     if sock is None:
         raise HandshakeRefused("WebSocket connections are served under gunicorn only (the Procfile's server).")
     conn = WSConnection(ConnectionType.SERVER)
-    conn.receive_data(_request_head(environ))
     try:
+        conn.receive_data(_request_head(environ))
         events = list(conn.events())
     except RemoteProtocolError as error:
         raise HandshakeRefused(f"Not a valid WebSocket opening handshake: {error}.") from None
