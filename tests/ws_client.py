@@ -8,7 +8,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from websockets.exceptions import ConnectionClosed
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 Event = dict[str, Any]  # {"type": "event", "id", "event", "data"}, with the message's text as "raw"
@@ -91,3 +92,16 @@ class WSClient:
 def domain_events(events: list[Event]) -> list[tuple[str, str, dict[str, Any]]]:
     """(id, event, data) of every event but `connected`."""
     return [(event["id"], event["event"], event["data"]) for event in events if event["event"] != "connected"]
+
+
+def ws_url(server, query: str) -> str:
+    """The server's /api/ws URL with this query."""
+    return server.url.replace("http://", "ws://") + "/api/ws?" + query
+
+
+def refused_status(url: str, **options) -> tuple[int, dict]:
+    """The HTTP status and JSON body of a refused opening handshake."""
+    with pytest.raises(InvalidStatus) as refused:
+        WSClient(url, **options)
+    response = refused.value.response
+    return response.status_code, json.loads(response.body)

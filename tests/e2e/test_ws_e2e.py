@@ -1,41 +1,24 @@
 """/api/ws through real gunicorn + gevent and a real WebSocket client: submit, stream, cancel, resume, the same
-events and ids as /api/sse, bad messages, auth, Origin, limits, SIGTERM."""
+events and ids as /api/sse, bad messages, auth, Origin, the rate limit (tests/e2e/test_ws_lifecycle_e2e.py: caps,
+pings, shutdown)."""
 
 from __future__ import annotations
 
 import json
-import signal
-import socket
-import time
 
 import pytest
-from websockets.exceptions import InvalidStatus
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, Ping, Request
 
 from tests.agent_support import agent_settings, analysis
 from tests.e2e.test_streams_e2e import domain_events as sse_domain_events
 from tests.e2e.test_streams_e2e import terminals as sse_terminals
 from tests.fakes.openai_server import text, tool_calls
 from tests.sse_client import SSEClient
-from tests.ws_client import WSClient, domain_events, is_terminal, terminals
+from tests.ws_client import WSClient, domain_events, is_terminal, refused_status, terminals, ws_url
 
 pytestmark = pytest.mark.e2e
 
 LOOP = "while true; do echo tick; sleep 0.1; done"
 ANSWER = "Created hello.py; running it prints hello."
-
-
-def ws_url(server, query: str) -> str:
-    return server.url.replace("http://", "ws://") + "/api/ws?" + query
-
-
-def refused_status(url: str, **options) -> tuple[int, dict]:
-    """The HTTP status and JSON body of a refused opening handshake."""
-    with pytest.raises(InvalidStatus) as refused:
-        WSClient(url, **options)
-    response = refused.value.response
-    return response.status_code, json.loads(response.body)
 
 
 def logged(server, session_id: str, tasks: int = 1) -> list[tuple[str, str, dict]]:
@@ -51,15 +34,6 @@ def seed_script():
     return (analysis("Create hello", "hello.py prints hello"),
             tool_calls(("file_write", {"path": "hello.py", "content": "print('hello')\n"}), content="Writing."),
             text(ANSWER))
-
-
-def wait_for(condition, timeout: float = 10.0, what: str = "the condition") -> None:
-    """Poll `condition` (bounded) until it is true."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout} s")
-        time.sleep(0.05)
 
 
 def test_submit_over_the_socket_streams_the_task_to_its_end_with_the_same_events_as_sse(start_server, fake_openai):
@@ -211,98 +185,3 @@ def test_submits_share_the_rate_limit_with_rest(start_server):
         client.close()
     status, _, body = server.request("POST", "/api/tasks", {"task": "third", "session_id": "ws-rate-3"})
     assert status == 429 and body["error"]["code"] == "rate_limited"  # one budget for both ways in
-
-
-def test_stream_caps_count_sockets_and_a_vanished_client_frees_its_slot(start_server):
-    server = start_server(ALEX_MAX_STREAMS_PER_CLIENT="1", ALEX_SSE_HEARTBEAT_S="1",
-                          ALEX_BASE_URL="http://127.0.0.1:9/v1")
-    url = ws_url(server, "session_id=ws-cap")
-    first = WSClient(url)
-    first.read_until(lambda events: len(events) >= 1)
-    status, body = refused_status(url)
-    assert status == 429 and body["error"]["code"] == "too_many_streams"
-    sse = SSEClient(f"{server.url}/api/sse?session_id=ws-cap")
-    sse.close()
-    assert sse.status == 429  # one cap for both kinds of stream
-    first.conn.socket.shutdown(socket.SHUT_RDWR)  # gone without a closing handshake
-    first.close()
-
-    def reopens() -> bool:
-        try:
-            WSClient(url).close()
-        except InvalidStatus:
-            return False
-        return True
-
-    wait_for(reopens, timeout=10, what="the vanished client's slot being freed")
-
-
-class RawSocket:
-    """A WebSocket client that answers pings only when told to (wsproto on a plain socket): what the server sends."""
-
-    def __init__(self, server, query: str, answer_pings: bool):
-        self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-        self.conn = WSConnection(ConnectionType.CLIENT)
-        self.answer_pings = answer_pings
-        self.pings = 0
-        self.ended = False
-        self.sock.sendall(self.conn.send(Request(host=f"127.0.0.1:{server.port}", target="/api/ws?" + query)))
-        self.read_until(lambda events: any(isinstance(e, AcceptConnection) for e in events))
-
-    def read_until(self, predicate, timeout: float = 10.0) -> list:
-        """Receive until `predicate(events so far)` or the server ends the connection; TimeoutError after `timeout`."""
-        events: list = []
-        deadline = time.monotonic() + timeout
-        while not predicate(events) and not self.ended:
-            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
-            data = self.sock.recv(65536)  # socket.timeout (a TimeoutError) when the deadline passes
-            self.ended = not data
-            self.conn.receive_data(data or None)
-            for event in self.conn.events():
-                events.append(event)
-                if isinstance(event, Ping):
-                    self.pings += 1
-                    if self.answer_pings:
-                        self.sock.sendall(self.conn.send(event.response()))
-        return events
-
-
-def test_idle_connections_get_a_ping_each_heartbeat_and_one_that_answers_none_is_dropped(server):
-    # the `server` fixture's heartbeat is 1 s
-    answering = RawSocket(server, "session_id=ws-idle", answer_pings=True)
-    silent = RawSocket(server, "session_id=ws-idle", answer_pings=False)
-    try:
-        answering.read_until(lambda events: answering.pings >= 3, timeout=10)
-        assert not answering.ended
-        silent.read_until(lambda events: False, timeout=10)  # until the server ends it
-        assert silent.ended and silent.pings == 1  # dropped at the heartbeat after its unanswered ping
-    finally:
-        answering.sock.close()
-        silent.sock.close()
-
-
-def test_sigterm_closes_with_1012_and_the_client_resumes_on_the_next_server(start_server, fake_openai, tmp_path):
-    data_dir = tmp_path / "shared-data"
-    settings = agent_settings(fake_openai, ALEX_GRACEFUL_TIMEOUT_S="8")  # 2 s for tasks after the 6 s margin
-    fake_openai.script(analysis(), tool_calls(("bash", {"command": "sleep 60"})))
-    first = start_server(data_dir, **settings)
-    client = WSClient(ws_url(first, "session_id=ws-deploy"))
-    try:
-        client.call({"type": "submit", "task": "long job"})
-        client.read_until(lambda events: any(e["event"] == "tool_call_start" for e in events), timeout=20)
-        started = time.monotonic()
-        first.process.send_signal(signal.SIGTERM)
-        assert client.close_code(timeout=5) == 1012
-        assert time.monotonic() - started < 3, "the socket must be closed at once, not after the tasks' grace"
-    finally:
-        client.close()
-    assert first.wait_exit(timeout=20) == 0
-    last_seen = client.events[-1]["id"]
-    second = start_server(data_dir, **settings)
-    resumed = WSClient(ws_url(second, f"session_id=ws-deploy&last_event_id={last_seen}"))
-    try:
-        rest = resumed.read_until(terminals(1), timeout=10)
-    finally:
-        resumed.close()
-    assert rest[-1]["event"] == "error" and rest[-1]["data"]["phase"] == "shutdown"
-    assert domain_events(client.events) + domain_events(rest) == logged(second, "ws-deploy")
