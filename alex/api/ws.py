@@ -17,7 +17,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
-from alex.api.stream import resolve_stream, subscribe_stream
+from alex.api.stream import open_subscription
 from alex.api.ws_calls import answer
 from alex.errors import AlexError
 from alex.security.cors import OriginPolicy
@@ -49,26 +49,28 @@ def websocket() -> Response:
     origins: OriginPolicy = current_app.extensions["alex.origins"]
     if not origins.allows_socket(request.headers.get("Origin")):
         raise OriginRefused("This page's origin may not open a WebSocket here (CORS_ALLOWED_ORIGINS).")
-    if svc.broadcaster.shutting_down:  # reconnect elsewhere, as streams are told during a shutdown
-        ws = _handshake(svc)
-        ws.accept()
-        SocketSession(ws, None, svc.broadcaster, request.args.get("session_id", "")).run()
-        return SocketServed()
-    resolved = resolve_stream(svc)
-    if isinstance(resolved, Response):
-        return resolved
-    session_id, cursor = resolved
+    if svc.broadcaster.shutting_down:  # accepted, then closed with 1012: reconnect elsewhere, as streams are told
+        return _serve(svc, None, None)
+    opened = open_subscription(svc)
+    if isinstance(opened, Response):
+        return opened
+    subscriber, start = opened
+    stream = SessionStream(svc.store, svc.broadcaster, subscriber, start.cursor, replay=start.replay,
+                           heartbeat_s=svc.config.sse_heartbeat_s, retry_ms=svc.config.sse_retry_ms)
+    try:
+        return _serve(svc, stream, subscriber)
+    finally:
+        stream.close()  # unsubscribes, also when the handshake was refused
+
+
+def _serve(svc: Services, stream: SessionStream | None, subscriber: Subscriber | None) -> SocketServed:
+    """Accept the handshake (400 bad_handshake if it is not a valid one) and serve the connection to its end."""
     ws = _handshake(svc)
-    subscriber = subscribe_stream(svc, session_id)
-    stream = SessionStream(svc.store, svc.broadcaster, subscriber, cursor, heartbeat_s=svc.config.sse_heartbeat_s,
-                           retry_ms=svc.config.sse_retry_ms)
     try:
         ws.accept()
-        SocketSession(ws, stream, svc.broadcaster, request.args["session_id"], subscriber).run()
+        SocketSession(ws, stream, svc.broadcaster, request.args.get("session_id", ""), subscriber).run()
     except WebSocketClosed:
         pass  # the client left during the handshake
-    finally:
-        stream.close()
     return SocketServed()
 
 
