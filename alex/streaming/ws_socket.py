@@ -138,11 +138,12 @@ class WebSocket:
                 self.close(event.code, event.reason or "")
                 return
             elif isinstance(event, (TextMessage, BytesMessage)):
-                self._size += len(event.data)
+                data = event.data
+                self._size += len(data.encode("utf-8")) if isinstance(data, str) else len(data)
                 if self._size > self._max_message_bytes:
                     self.close(MESSAGE_TOO_BIG, f"messages are limited to {self._max_message_bytes} bytes")
                     return
-                self._parts.append(event.data)
+                self._parts.append(data)
                 if event.message_finished:
                     parts, self._parts, self._size = self._parts, [], 0
                     if self.open:  # nothing the client sends after a close counts

@@ -85,8 +85,10 @@ class RawSocket:
 
 
 def test_idle_connections_get_a_ping_each_heartbeat_and_one_that_answers_none_is_dropped(start_server):
-    # pings every second, for longer than the head deadline of connections (which must not cut a WebSocket)
-    server = start_server(ALEX_SSE_HEARTBEAT_S="1", ALEX_HEADER_TIMEOUT_S="1", ALEX_BASE_URL="http://127.0.0.1:9/v1")
+    # pings every second, for longer than the head deadline of connections and the write timeout (which also
+    # bounds the socket's reads): neither may cut a client that is idle but answers
+    server = start_server(ALEX_SSE_HEARTBEAT_S="1", ALEX_HEADER_TIMEOUT_S="1", ALEX_SSE_WRITE_TIMEOUT_S="0.5",
+                          ALEX_BASE_URL="http://127.0.0.1:9/v1")
     answering = RawSocket(server, "session_id=ws-idle", answer_pings=True)
     silent = RawSocket(server, "session_id=ws-idle", answer_pings=False)
     try:
