@@ -10,6 +10,7 @@ import pytest
 from alex.config import ConfigError
 from alex.security.keys import ApiKeys, owner_id
 from alex.security.stream_tokens import StreamTokens
+from tests.api_support import WS_HANDSHAKE
 
 KEY_A = "alex-test-key-A-0123456789abcdef"
 KEY_B = "alex-test-key-B-fedcba9876543210"
@@ -30,9 +31,6 @@ API_ROUTES = [
     ("GET", "/api/sse?session_id=s-unknown&last_event_id=5", None),  # 204 at once: no stream to close
     ("GET", "/api/ws?session_id=s-unknown&last_event_id=5", None),  # the same, as an opening handshake
 ]
-# What makes a GET an opening WebSocket handshake (werkzeug routes only those to /api/ws).
-WS_HANDSHAKE = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
-                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
 ROUTE_IDS = [f"{method} {path}" for method, path, _ in API_ROUTES]
 
 

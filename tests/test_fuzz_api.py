@@ -4,7 +4,7 @@ schemathesis's engine runs its coverage and fuzzing phases over every documented
 its own checks (no server error, status code, content type, headers and body as documented, negative data
 rejected, unsupported methods answered 405) plus ours on every response it recorded. `GET /api/sse` never ends by
 itself, so a hypothesis test opens it with the test client, reads the first chunk and closes it. `GET /api/ws` is
-a WebSocket (tests/test_ws_app.py, tests/e2e/test_ws_e2e.py).
+a WebSocket (tests/test_ws_api.py, tests/e2e/test_ws_e2e.py).
 """
 
 from __future__ import annotations
