@@ -45,6 +45,7 @@ def test_submit_and_cancel_are_answered_exactly_as_the_rest_calls(app, call, con
     ({"task": "no type"}, 422, "validation_failed"), ({"type": "cancel", "task_id": 5}, 422, "validation_failed"),
     ({"type": "cancel", "task_id": "t", "x": 1}, 422, "validation_failed"),
     ({"type": "submit"}, 422, "validation_failed"), ({"type": "cancel", "task_id": "bad id"}, 404, "not_found"),
+    ({"type": "cancel", "task_id": "€/x"}, 404, "not_found"), ('[' * 100000, 400, "bad_request"),
 ])
 def test_a_bad_message_gets_the_envelope(call, message, status, code):
     reply = call(message)

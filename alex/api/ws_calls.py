@@ -16,9 +16,9 @@ from typing import Any
 
 from flask import Response, current_app, g, request
 
+from alex.api.inputs import path_id
 from alex.api.owner import current_owner, session_key
 from alex.errors import BadRequest, Forbidden, NotFound
-from alex.ids import is_valid_id
 from alex.schemas import SocketCancelSchema, SocketMessageSchema
 from alex.services import services
 
@@ -64,7 +64,7 @@ def _dispatch(call: dict[str, Any], session_id: str) -> Response:
         fields.setdefault("session_id", session_id)
         _confine_session(fields["session_id"])
         return _call_view("/api/tasks", fields)
-    task_id = _cancel_schema.load(fields)["task_id"]
+    task_id = path_id(_cancel_schema.load(fields)["task_id"], "task")  # the URL's rule: an id that cannot be is 404
     _confine_task(task_id)
     return _call_view(f"/api/tasks/{task_id}/cancel", None)
 
@@ -80,8 +80,8 @@ def _confine_session(session_id: Any) -> None:
 def _confine_task(task_id: str) -> None:
     """On a stream token's connection, a task of another session is not there (the 404 of an unknown id)."""
     token_session = g.get("token_session")
-    if token_session is None or not is_valid_id(task_id):
-        return  # the view answers for an invalid id
+    if token_session is None:
+        return
     task = services().store.get_task(task_id)
     if task is None or task["session_id"] != session_key(token_session):
         raise NotFound("No task with that id.")
