@@ -38,6 +38,12 @@ class Publisher:
             self.on_publish(event_type)
         return event
 
+    def catch_up(self, session_id: str) -> None:
+        """Before a task starts publishing here: deliver what other processes wrote to the session and this
+        process's streams have not had yet (see Bus.catch_up), under the session's lock."""
+        with self._locks[zlib.crc32(session_id.encode()) % _LOCK_STRIPES]:
+            self._bus.catch_up(session_id)
+
     def publish_logged(
         self, session_id: str, event_type: str, log_event: Callable[[NewEvent], StoredEvent | None], *,
         task_id: str | None = None, agent_level: str = "core", **fields: Any,
