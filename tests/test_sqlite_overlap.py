@@ -215,3 +215,25 @@ def test_a_task_started_here_after_one_that_ran_elsewhere_streams_in_id_order(ma
     messages = stream.read_until(lambda ms: any(m.event == "task_complete" for m in ms))
     ids = [m.id for m in messages[1:]]
     assert ids[:3] == written_elsewhere and ids == sorted(ids, key=int)
+
+
+def test_a_task_that_ran_elsewhere_ended_here_streams_in_id_order(make_app, controlled_work, monkeypatch, open_stream):
+    """A process ending another's task (worker_lost, a cancel of a task nobody runs) publishes its terminal event
+    after what that process wrote, not before."""
+    monkeypatch.setattr("alex.store.sqlite_bus.POLL_S", 3600.0)  # the tail never passes during this test
+    app = make_app(work=controlled_work, ALEX_SSE_HEARTBEAT_S="0.05")
+    client, svc = app.test_client(), app.extensions["alex"]
+    svc.store.ensure_session("s")
+    stream = open_stream(client, "session_id=s&last_event_id=0")
+    stream.read_until(lambda messages: len(messages) >= 1)
+    old_process = SQLiteStore(svc.store.path)
+    try:
+        old_process.create_task({"id": "t-old", "session_id": "s", "owner": "", "task": "x", "created_at": now_iso()})
+        assert old_process.start_task("t-old", "gone:1:x", time.time() - 1)
+        written_elsewhere = append(old_process, "s", 2)
+        assert old_process.flush(10)
+    finally:
+        old_process.close()
+    assert svc.lifecycle.reap_expired(time.time(), held=set()) == 1
+    messages = stream.read_until(lambda ms: any(m.event == "error" for m in ms))
+    assert [m.id for m in messages[1:3]] == written_elsewhere and messages[3].event == "error"

@@ -49,9 +49,11 @@ class Publisher:
         task_id: str | None = None, agent_level: str = "core", **fields: Any,
     ) -> StoredEvent | None:
         """Like `publish`, with `log_event` writing the event to the log, e.g. in one commit with the end of its
-        task; when it returns None (not logged) nothing is published."""
+        task; when it returns None (not logged) nothing is published. What other processes wrote to the session
+        first reaches this process's streams first (see `catch_up`: the task may have run elsewhere)."""
         new = NewEvent(session_id, event_type, _body(session_id, event_type, task_id, agent_level, fields))
         with self._locks[zlib.crc32(session_id.encode()) % _LOCK_STRIPES]:
+            self._bus.catch_up(session_id)  # a task's end may be written here for a task that ran elsewhere
             event = log_event(new)
             if event is None:
                 return None
