@@ -186,5 +186,10 @@ class Bus(Protocol):
     def request_cancel(self, task_id: str, reason: str) -> None:
         """Ask every process to stop the task if it holds it (the one that runs it does, at once)."""
 
+    def catch_up(self, session_id: str) -> None:
+        """Before this process publishes the events of a task it starts: deliver now whatever other processes
+        wrote to the session that has not reached this process's streams yet (the previous task may have run
+        elsewhere), so the session's events reach them in id order."""
+
     def close(self) -> None:
         """Stop delivering."""
