@@ -3,6 +3,7 @@ page object for the web console with bounded waits."""
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -99,8 +100,12 @@ class ConsolePage:
         return [entry["message"] for entry in self.driver.get_log("browser") if entry.get("source") == "javascript"]
 
     def screenshot(self, name: str) -> Path:
-        """Save the page as test-artifacts/<name>.png."""
+        """Save the whole page (beyond the window too) as test-artifacts/<name>.png."""
         ARTIFACTS.mkdir(exist_ok=True)
         path = ARTIFACTS / f"{name}.png"
-        self.driver.save_screenshot(str(path))
+        height = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]["height"]
+        width = self.driver.execute_script("return window.innerWidth")  # the page as laid out without a scrollbar
+        clip = {"x": 0, "y": 0, "width": width, "height": min(height, 4000), "scale": 1}
+        shot = self.driver.execute_cdp_cmd("Page.captureScreenshot", {"captureBeyondViewport": True, "clip": clip})
+        path.write_bytes(base64.b64decode(shot["data"]))
         return path
