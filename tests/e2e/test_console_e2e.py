@@ -17,7 +17,7 @@ from tests.e2e.browser import ConsolePage, start_chromium
 from tests.e2e.tcp_relay import TCPRelay
 from tests.e2e.test_cli_e2e import ANSWER, TASK, gated_script, seed_script
 from tests.e2e.test_streams_e2e import logged_events
-from tests.fakes.openai_server import text, tool_calls
+from tests.fakes.openai_server import error, text, tool_calls
 
 pytestmark = pytest.mark.e2e
 
@@ -73,6 +73,8 @@ def test_a_task_shows_live_and_a_reload_replays_it(start_server, fake_openai, br
         assert shown in timeline
     assert browser.texts("#timeline pre.output")[-1] == "hello\n"  # bash's live output
     assert browser.text("#timeline .answer .markdown") == ANSWER
+    # the last iteration's streamed text is the answer: it folds away once the answer is shown
+    assert [text.is_displayed() for text in browser.all("#timeline .think-text")] == [True, True, False]
     assert browser.state()[0] == "live"
     session_id = shown_session(browser)
     assert browser.find(f'#session-list [data-session-id="{session_id}"]').get_attribute("aria-current") == "true"
@@ -105,8 +107,10 @@ HOSTILE = ('Done. <img src=x onerror="document.title=\'pwned\'"> <script>documen
 
 def test_model_html_is_shown_as_text_and_the_page_fits_a_phone(start_server, fake_openai, browser):
     server = start_server(**agent_settings(fake_openai))
-    fake_openai.script(analysis("<b>Shout</b>"), tool_calls(("bash", {"command": "echo '<i>out</i>'"})),
-                       text(HOSTILE))
+    todos = [{"id": "1", "content": "<u>plan</u>", "status": "completed"},
+             {"id": "2", "content": "shout", "status": "in_progress"}]
+    fake_openai.script(analysis("<b>Shout</b>"), tool_calls(("bash", {"command": "echo '<i>out</i>'"}),
+                                                            ("todo_write", {"todos": todos})), text(HOSTILE))
     browser.driver.set_window_size(390, 844)
     browser.open(server.url + "/")
     browser.run_task("say something hostile")
@@ -121,8 +125,20 @@ def test_model_html_is_shown_as_text_and_the_page_fits_a_phone(start_server, fak
     assert "Task: <b>Shout</b>" in browser.text("#timeline")
     assert browser.text("#timeline pre.output") == "<i>out</i>\n"
     assert browser.all("#timeline b, #timeline i, #timeline img") == []
+    browser.wait(lambda: browser.texts("#todo-list li") == ["completed <u>plan</u>", "in progress shout"],
+                 message="the session's todos, as text")
     assert browser.driver.title == "alex console"
     assert browser.driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+
+
+def test_a_failed_task_is_shown_plainly(start_server, fake_openai, browser):
+    server = start_server(**agent_settings(fake_openai))
+    fake_openai.script(analysis(), error(400, "The model 'gpt-nope' does not exist."))
+    browser.open(server.url + "/")
+    browser.run_task("use a model that does not exist")
+    browser.wait_for_event("error")
+    assert browser.texts("#timeline .error.terminal") == ["Task failed (llm)The model 'gpt-nope' does not exist."]
+    assert not browser.find("#cancel").is_enabled()
 
 
 def test_the_page_resumes_after_a_server_restart_without_duplicates(start_server, fake_openai, browser, relay,

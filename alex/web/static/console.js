@@ -92,7 +92,7 @@ function markSelected() {
 async function refreshTodos() {
   const todos = sessionId ? await getSession(sessionId).then((session) => session.todos, () => []) : [];
   $("todo-list").replaceChildren(...todos.map((todo) => el("li", `todo ${todo.status}`,
-    el("span", "meta", todo.status.replace("_", " ")), ` ${todo.content}`)));
+    el("span", "meta", todo.status.replace("_", " ")), " ", el("span", "todo-content", todo.content))));
   $("todos").hidden = todos.length === 0;
 }
 

@@ -97,6 +97,10 @@ const RENDERERS = {
     return this.item("meta", `Iteration ${event.iteration} done: ${event.tokens_used} tokens, ${event.tools_run} tool(s)`);
   },
   task_complete(event) {
+    const last = this.thoughts.get(`${event.task_id} ${event.total_iterations}`);
+    if (last && last.textContent.trim() === event.final_answer.trim()) {
+      last.parentElement.classList.add("is-answer"); // its streamed text is the answer below: shown once
+    }
     const answer = el("div", "markdown");
     answer.append(renderMarkdown(event.final_answer));
     const seconds = (event.duration / 1000).toFixed(1);
@@ -128,6 +132,7 @@ function toolCall(event) {
 /** One line about a tool call's arguments: bash's command, a path, or the JSON cut short. */
 function brief(args) {
   if (typeof args !== "object" || args === null) return String(args).slice(0, 80);
+  if (Array.isArray(args.todos)) return `${args.todos.length} todo(s)`;
   const text = args.command ?? args.path ?? args.pattern ?? JSON.stringify(args);
   return String(text).split("\n")[0].slice(0, 80);
 }
