@@ -141,6 +141,20 @@ def test_a_failed_task_is_shown_plainly(start_server, fake_openai, browser):
     assert not browser.find("#cancel").is_enabled()
 
 
+def test_a_session_deleted_elsewhere_is_not_made_anew_by_the_page(start_server, fake_openai, browser):
+    server = start_server(**agent_settings(fake_openai))
+    fake_openai.script(analysis(), text("Short."))
+    browser.open(server.url + "/")
+    browser.run_task("answer briefly")
+    browser.wait_for_event("task_complete")
+    session_id = shown_session(browser)
+    assert server.request("DELETE", f"/api/sessions/{session_id}")[0] == 204  # its stream ends; 204 on reconnect
+    browser.wait(lambda: browser.state() == ("gone", "Gone: the session was deleted"), message="the gone state")
+    browser.wait(lambda: browser.all("#no-sessions") and browser.find("#no-sessions").is_displayed(),
+                 message="the emptied session list")
+    assert server.request("GET", "/api/sessions")[2]["sessions"] == []
+
+
 def test_the_page_resumes_after_a_server_restart_without_duplicates(start_server, fake_openai, browser, relay,
                                                                      open_tmp):
     first = start_server(**agent_settings(fake_openai))

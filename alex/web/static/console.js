@@ -18,9 +18,12 @@ function showEvent(event) {
   if (event.event_type === "tool_call_complete" && event.tool_name === "todo_write") refreshTodos();
 }
 
-const STATE_TEXT = { connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting", closed: "Not streaming" };
+const STATE_TEXT = {
+  connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting", closed: "Not streaming", gone: "Gone",
+};
 
 function showState(state, detail) {
+  if (state === "gone") refreshSessions();
   const status = $("stream-state");
   status.dataset.state = state;
   status.textContent = sessionId ? `${STATE_TEXT[state]}${detail ? `: ${detail}` : ""}` : "No session selected";

@@ -5,7 +5,7 @@
 // CLOSED, the page opens a new one itself: a fresh stream token, `?last_event_id=` the last id it showed, after a
 // growing delay. Ids already shown are skipped, so a replay that overlaps never shows an event twice.
 
-import { streamToken } from "./api.js";
+import { getSession, streamToken } from "./api.js";
 
 export const EVENT_TYPES = [
   "task_analysis", "iteration_start", "thinking", "think_delta", "think_complete", "tool_call_start",
@@ -17,7 +17,8 @@ const MAX_DELAY_MS = 15000;
 export class LiveStream {
   /**
    * onEvent(event): each domain event once, parsed, in order.
-   * onState(state, detail): "connecting", "live", "reconnecting" (detail says why and when) or "closed".
+   * onState(state, detail): "connecting", "live", "reconnecting" (detail says why and when), "closed" or "gone"
+   * (the session was deleted: no more retries).
    * onAuthNeeded(error): the server wants an API key this page does not have (retries stop until `open`).
    */
   constructor({ onEvent, onState, onAuthNeeded }) {
@@ -53,10 +54,13 @@ export class LiveStream {
     this.onState(state, why);
     let token;
     try {
+      // A session deleted meanwhile answers 404 here; asking for a token first would make it anew, empty.
+      if (state === "reconnecting") await getSession(this.sessionId);
       token = await streamToken(this.sessionId);
     } catch (error) {
       if (generation !== this.generation) return;
       if (error.status === 401) return this.onAuthNeeded(error);
+      if (error.status === 404) return this.onState("gone", "the session was deleted");
       return this.retry(`the stream token request failed: ${error.message}`);
     }
     if (generation !== this.generation) return;
