@@ -60,6 +60,23 @@ def logged_ids(server, session_id: str, headers: dict[str, str] | None = None) -
     return [event_id for event_id, _, _ in logged_events(server, session_id, headers=headers)]
 
 
+def run_gated_task(page: ConsolePage, fake_openai) -> threading.Event:
+    """Run a task whose answer waits for the returned gate; returns once the page shows its second iteration."""
+    gate = threading.Event()
+    fake_openai.script(*gated_script(gate))
+    page.run_task(TASK)
+    page.wait(lambda: "Iteration 2 of 20" in page.text("#timeline"), message="the second iteration")
+    return gate
+
+
+def assert_resumed(page: ConsolePage, server, headers: dict[str, str] | None = None) -> None:
+    """The page is live again and shows the task to its end: every logged event once, in order."""
+    page.wait_for_event("task_complete", timeout=60)
+    page.wait(lambda: page.state()[0] == "live", message="the live state")
+    assert [event_id for event_id, _ in page.events()] == logged_ids(server, shown_session(page), headers)
+    assert page.text("#timeline .answer .markdown") == ANSWER
+
+
 def test_a_task_shows_live_and_a_reload_replays_it(start_server, fake_openai, browser):
     server = start_server(**agent_settings(fake_openai))
     fake_openai.script(*seed_script())
@@ -158,64 +175,44 @@ def test_a_session_deleted_elsewhere_is_not_made_anew_by_the_page(start_server, 
 def test_the_page_resumes_after_a_server_restart_without_duplicates(start_server, fake_openai, browser, relay,
                                                                      open_tmp):
     first = start_server(**agent_settings(fake_openai))
-    gate = threading.Event()
-    fake_openai.script(*gated_script(gate))
     front = relay(first.port)
-    browser.open(front.url + "/")
-    browser.run_task(TASK)
-    browser.wait(lambda: "Iteration 2 of 20" in browser.text("#timeline"), message="the second iteration")
+    gate = run_gated_task(browser.open(front.url + "/"), fake_openai)
     os.killpg(first.process.pid, signal.SIGTERM)  # streams end at once; the task gets a grace period
     browser.wait(lambda: browser.state()[0] == "reconnecting", message="the reconnecting state")
     gate.set()  # the task ends while the page is away: its last events come from the log
     assert first.wait_exit(30) == 0
     second = start_server(open_tmp / "data", **agent_settings(fake_openai))  # the same data
     front.target_port = second.port
-    browser.wait_for_event("task_complete", timeout=60)
-    browser.wait(lambda: browser.state()[0] == "live", message="the live state")
-    ids = [event_id for event_id, _ in browser.events()]
-    assert ids == logged_ids(second, shown_session(browser))  # nothing missed, nothing twice
-    assert browser.text("#timeline .answer .markdown") == ANSWER
+    assert_resumed(browser, second)  # nothing missed, nothing twice
 
 
 def test_a_502_from_the_proxy_shows_reconnecting_and_the_page_recovers(start_server, fake_openai, browser, relay):
     server = start_server(**agent_settings(fake_openai))
-    gate = threading.Event()
-    fake_openai.script(*gated_script(gate))
     front = relay(server.port)
-    browser.open(front.url + "/")
-    browser.run_task(TASK)
-    browser.wait(lambda: "Iteration 2 of 20" in browser.text("#timeline"), message="the second iteration")
+    gate = run_gated_task(browser.open(front.url + "/"), fake_openai)
     front.answer = "502 Bad Gateway"  # a deploy: the proxy has no server to send the browser's reconnect to
     front.cut()
     browser.wait(lambda: f"{REFUSED}; reconnecting in " in browser.state()[1], message="the page's own reopening")
     gate.set()
     front.answer = None
-    browser.wait_for_event("task_complete", timeout=60)
-    browser.wait(lambda: browser.state()[0] == "live", message="the live state")
-    assert [event_id for event_id, _ in browser.events()] == logged_ids(server, shown_session(browser))
+    assert_resumed(browser, server)
 
 
 def test_with_keys_the_page_asks_once_and_reopens_a_stream_refused_with_401(start_server, fake_openai, browser,
                                                                             relay):
     server = start_server(**agent_settings(fake_openai, ALEX_API_KEYS=KEY, ALEX_STREAM_TOKEN_TTL_S="1",
                                            ALEX_STREAM_RECONNECT_GRACE_S="0"))
-    gate = threading.Event()
-    fake_openai.script(*gated_script(gate))
     front = relay(server.port)
     browser.open(front.url + "/")
     browser.wait(lambda: browser.find("#key-panel").get_attribute("open") is not None, message="the key form")
     assert "API key" in browser.text("#notice")
     browser.find("#key-input").send_keys(KEY + "\n")
     browser.wait(lambda: browser.text("#key-panel summary") == "API key (saved)", message="the key saved")
-    browser.run_task(TASK)
-    browser.wait(lambda: "Iteration 2 of 20" in browser.text("#timeline"), message="the second iteration")
+    gate = run_gated_task(browser, fake_openai)
     front.cut()  # the browser reconnects by itself with its first token, expired by then: 401, and it gives up
     browser.wait(lambda: REFUSED in browser.state()[1], message="the page reopening the stream itself")
     gate.set()
-    browser.wait_for_event("task_complete", timeout=60)
-    browser.wait(lambda: browser.state()[0] == "live", message="the live state")
-    headers = {"Authorization": f"Bearer {KEY}"}
-    assert [event_id for event_id, _ in browser.events()] == logged_ids(server, shown_session(browser), headers)
+    assert_resumed(browser, server, {"Authorization": f"Bearer {KEY}"})
     assert "GET /api/sse 401 " in server.log()  # the browser's own reconnect was refused, the page's was not
     browser.driver.refresh()  # the key is kept: no second question
     browser.wait_for_event("task_complete")
