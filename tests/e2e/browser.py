@@ -61,9 +61,11 @@ class ConsolePage:
                                  f"timeline: {self.text('#timeline')[-2000:]!r}") from failure
 
     def find(self, css: str) -> WebElement:
+        """The first element matching `css` (NoSuchElementException when none does)."""
         return self.driver.find_element(By.CSS_SELECTOR, css)
 
     def all(self, css: str) -> list[WebElement]:
+        """Every element matching `css`."""
         return self.driver.find_elements(By.CSS_SELECTOR, css)
 
     def texts(self, css: str) -> list[str]:

@@ -119,7 +119,8 @@ def test_cancel_stops_a_looping_task(start_server, fake_openai, browser):
 
 
 HOSTILE = ('Done. <img src=x onerror="document.title=\'pwned\'"> <script>document.title="pwned"</script>\n\n'
-           "**bold** and [a link](javascript:alert(1)) and [docs](https://example.com/x)")
+           "**bold** and [a link](javascript:alert(1)) and [docs](https://example.com/x)\n\n"
+           "## Steps\n- one `<b>`\n- two\n\n```\n<p>kept</p>\n```")
 
 
 def test_model_html_is_shown_as_text_and_the_page_fits_a_phone(start_server, fake_openai, browser):
@@ -139,6 +140,8 @@ def test_model_html_is_shown_as_text_and_the_page_fits_a_phone(start_server, fak
     assert [node.text for node in answer.find_elements(By.CSS_SELECTOR, "strong")] == ["bold"]
     links = answer.find_elements(By.CSS_SELECTOR, "a")
     assert [link.get_attribute("href") for link in links] == ["https://example.com/x"]  # javascript: stays text
+    assert [node.text for node in answer.find_elements(By.CSS_SELECTOR, "h4, li, li code, pre code")] == \
+        ["Steps", "one <b>", "<b>", "two", "<p>kept</p>"]
     assert "Task: <b>Shout</b>" in browser.text("#timeline")
     assert browser.text("#timeline pre.output") == "<i>out</i>\n"
     assert browser.all("#timeline b, #timeline i, #timeline img") == []
