@@ -91,7 +91,8 @@ export class LiveStream {
   retry(why) {
     if (this.source) this.source.close();
     this.source = null;
-    const delay = Math.min(FIRST_DELAY_MS * 2 ** this.failures, MAX_DELAY_MS);
+    // ±20 % jitter: the pages a deploy cut off do not all come back in the same second
+    const delay = Math.min(FIRST_DELAY_MS * 2 ** this.failures, MAX_DELAY_MS) * (0.8 + 0.4 * Math.random());
     this.failures += 1;
     const seconds = Math.round(delay / 1000);
     this.onState("reconnecting", `${why}; reconnecting in ${seconds} s`);
