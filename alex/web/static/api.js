@@ -2,12 +2,11 @@
 
 const KEY_ITEM = "alex.apiKey";
 
-/** An answer that was not 2xx, with the error envelope's code and sentence (or the HTTP status when none). */
-export class ApiError extends Error {
-  constructor(status, code, message) {
+/** A call that failed: the HTTP status (0: no answer) and the error envelope's sentence (or the status's). */
+class ApiError extends Error {
+  constructor(status, message) {
     super(message);
     this.status = status;
-    this.code = code;
   }
 }
 
@@ -23,7 +22,7 @@ export function saveApiKey(key) {
 }
 
 /** `method path` with an optional JSON body; the parsed answer (null when empty), or throws ApiError. */
-export async function call(method, path, body) {
+async function call(method, path, body) {
   const headers = { Accept: "application/json" };
   if (apiKey()) headers.Authorization = `Bearer ${apiKey()}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -31,14 +30,14 @@ export async function call(method, path, body) {
   try {
     response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   } catch (failure) {
-    throw new ApiError(0, "unreachable", `The server cannot be reached (${failure.message}).`);
+    throw new ApiError(0, `The server cannot be reached (${failure.message}).`);
   }
   const text = await response.text();
   const parsed = parseJson(text);
   if (response.ok) return parsed;
   const error = parsed && parsed.error;
-  throw new ApiError(response.status, error ? error.code : `http_${response.status}`,
-    error ? error.message : `The server answered ${[response.status, response.statusText].join(" ").trim()}.`);
+  const status = `${response.status} ${response.statusText}`.trim();
+  throw new ApiError(response.status, error ? error.message : `The server answered ${status}.`);
 }
 
 function parseJson(text) {

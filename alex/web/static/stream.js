@@ -7,7 +7,7 @@
 
 import { getSession, streamToken } from "./api.js";
 
-export const EVENT_TYPES = [
+const EVENT_TYPES = [
   "task_analysis", "iteration_start", "thinking", "think_delta", "think_complete", "tool_call_start",
   "tool_call_stream", "tool_call_complete", "iteration_complete", "task_complete", "task_cancelled", "error",
 ];

@@ -94,7 +94,8 @@ const RENDERERS = {
     return done;
   },
   iteration_complete(event) {
-    return this.item("meta", `Iteration ${event.iteration} done: ${event.tokens_used} tokens, ${event.tools_run} tool(s)`);
+    const done = `Iteration ${event.iteration} done: ${event.tokens_used} tokens, ${event.tools_run} tool(s)`;
+    return this.item("meta", done);
   },
   task_complete(event) {
     const last = this.thoughts.get(`${event.task_id} ${event.total_iterations}`);
@@ -104,8 +105,9 @@ const RENDERERS = {
     const answer = el("div", "markdown");
     answer.append(renderMarkdown(event.final_answer));
     const seconds = (event.duration / 1000).toFixed(1);
-    return this.item("answer", el("h3", "", "Answer"), answer, el("p", "meta",
-      `Completed (${event.stop_reason}): ${event.total_iterations} iteration(s), ${event.total_tokens} tokens, ${seconds} s`));
+    const totals = `${event.total_iterations} iteration(s), ${event.total_tokens} tokens, ${seconds} s`;
+    const summary = el("p", "meta", `Completed (${event.stop_reason}): ${totals}`);
+    return this.item("answer", el("h3", "", "Answer"), answer, summary);
   },
   task_cancelled(event) {
     return this.item("cancelled", el("h3", "", "Cancelled"), el("p", "", event.reason));
@@ -113,7 +115,8 @@ const RENDERERS = {
   error(event) {
     const title = event.terminal ? `Task failed (${event.phase})` : `Error (${event.phase}, the agent carries on)`;
     const retry = event.retryable ? " Submitting the task again is safe." : "";
-    return this.item(event.terminal ? "error terminal" : "error", el("h3", "", title), el("p", "", event.error + retry));
+    const className = event.terminal ? "error terminal" : "error";
+    return this.item(className, el("h3", "", title), el("p", "", event.error + retry));
   },
 };
 
