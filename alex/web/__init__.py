@@ -6,9 +6,13 @@ script, no other host, so even a rendering bug could not run a model's `<script>
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, send_from_directory
+from functools import cache
+from pathlib import Path
 
-bp = Blueprint("web", __name__, static_folder="static", static_url_path="/console")
+from flask import Blueprint, Response
+
+STATIC = Path(__file__).resolve().parent / "static"
+bp = Blueprint("web", __name__, static_folder=STATIC, static_url_path="/console")
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
@@ -18,9 +22,14 @@ CONTENT_SECURITY_POLICY = (
 @bp.get("/")
 def console() -> Response:
     """The console page (its scripts and styles are under /console/)."""
-    response = send_from_directory(bp.static_folder or "", "index.html", max_age=0)
-    response.headers["Cache-Control"] = "no-cache"  # a deploy's new page (and the scripts it names) shows at once
-    return response
+    # no-cache: after a deploy the browser asks again, so the new page (and the scripts it names) shows at once
+    return Response(_page(), mimetype="text/html", headers={"Cache-Control": "no-cache"})
+
+
+@cache
+def _page() -> bytes:
+    """index.html, read once per process (a deploy starts new processes)."""
+    return (STATIC / "index.html").read_bytes()
 
 
 @bp.after_request
