@@ -109,7 +109,7 @@ def _operations_by_path(app: Flask) -> dict[str, dict[str, Operation]]:
     described = {**OPERATIONS, ("get", "/api/sse"): stream_operation, ("get", "/api/ws"): socket_operation}
     paths: dict[str, dict[str, Operation]] = {}
     for rule in sorted(app.url_map.iter_rules(), key=lambda rule: rule.rule):
-        if rule.endpoint == "static":
+        if is_static(rule):
             continue
         path = openapi_path(rule.rule)
         methods = sorted((rule.methods or set()) - _IGNORED_METHODS)
@@ -121,6 +121,11 @@ def _operations_by_path(app: Flask) -> dict[str, dict[str, Operation]]:
             operation["responses"] = _with_request_id(operation["responses"])
             paths.setdefault(path, {})[method.lower()] = operation
     return paths
+
+
+def is_static(rule: Rule) -> bool:
+    """True for a route serving static files (the app's, or a blueprint's such as the console's /console/)."""
+    return rule.endpoint == "static" or rule.endpoint.endswith(".static")
 
 
 def _undocumented(app: Flask, rule: Rule) -> Operation:
