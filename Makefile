@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench clean system-deps
+.PHONY: run test lint bench e2e-llm clean system-deps
 
 # Python 3.11+ or a one-line refusal; a .venv made by an older Python is removed, never reused.
 NEEDS_311 = -c 'import sys; sys.exit(sys.version_info < (3, 11))'
@@ -43,6 +43,9 @@ system-deps:  ## what tests and sandbox need besides Python: redis-server, nginx
 
 bench: $(VENV)/.dev  ## fan-out and task-path benchmarks against a naive baseline (BENCH_ARGS=--quick: ~1 min)
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+e2e-llm: $(VENV)/.dev  ## alex on a real model (llama-server + Qwen2.5-Coder, LLM_MODEL=1.5b|0.5b; first run builds ~15 min)
+	$(BIN)/python -m e2e_llm.run --model $(or $(LLM_MODEL),1.5b) $(E2E_LLM_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

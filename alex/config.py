@@ -32,6 +32,7 @@ class Config:
     openai_api_key: str
     llm_provider: str
     llm_model: str
+    llm_temperature: float | None
     base_url: str
     cors_allowed_origins: tuple[str, ...]
     data_dir: Path

@@ -36,6 +36,15 @@ def _positive_float(raw: str) -> float:
     return value
 
 
+def _temperature(raw: str) -> float | None:
+    if raw.lower() == "server":
+        return None
+    value = float(raw)
+    if not 0 <= value <= 2:
+        raise ValueError
+    return value
+
+
 def _port(raw: str) -> int:
     value = int(raw)
     if not 0 < value < 65536:
@@ -121,6 +130,10 @@ SETTINGS: dict[str, tuple[str, Callable[[str], Any], str, str]] = {
                           "endpoint)"),
     "ALEX_LLM_MODEL": ("llm_model", str, "gpt-4o",
                        "the model name sent with every chat completion request"),
+    "ALEX_LLM_TEMPERATURE": ("llm_temperature", _temperature, "server",
+                             "the sampling temperature sent with every chat completion request, 0 to 2 (server: "
+                             "none is sent, the server's default applies; small local models call tools more "
+                             "reliably at 0.2 or less)"),
     "ALEX_BASE_URL": ("base_url", str, "https://api.openai.com/v1",
                       "the OpenAI-compatible API base URL, usually ending in /v1 (llama.cpp, vLLM, Ollama: their /v1)"),
     "CORS_ALLOWED_ORIGINS": ("cors_allowed_origins", _origins, "",

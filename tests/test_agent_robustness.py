@@ -10,9 +10,11 @@ import json
 
 import pytest
 
+from alex.agent.prompts import REPEAT_PROMPT
 from alex.event_schemas import EVENT_SCHEMAS
 from tests.agent_support import agent_settings, analysis, run_task
-from tests.fakes.openai_server import error, routed, text, tool_calls
+from tests.fakes.openai_schema import LLAMA_FIXTURES_DIR
+from tests.fakes.openai_server import error, raw, routed, text, tool_calls
 from tests.fakes.server_rules import prompt_tokens
 
 
@@ -47,6 +49,27 @@ def test_arguments_cut_mid_call_are_stored_as_json_and_the_model_is_told_how_to_
     follow_up = run_task(agent_app, client, "and now?", "cut-call")
     assert follow_up.terminal["event_type"] == "task_complete"
     assert follow_up.terminal["final_answer"] == "Second task answered."
+
+
+def test_llama_servers_reply_cut_mid_call_leaves_the_session_usable(agent_app, fake_openai):
+    # The stream llama-server sent when max_tokens cut a tool call after its "{": the call is answered without
+    # running, stored as {}, and the strict fake (500 on unparsable arguments, as llama-server) takes the rest.
+    fake_openai.script(
+        analysis(),
+        raw((LLAMA_FIXTURES_DIR / "stream-tool-call-cut-at-length.sse").read_bytes()),
+        tool_calls(("bash", {"command": "echo again"})),
+        text("Listed."),
+        analysis(),
+        text("Still here."),
+    )
+    client = agent_app.test_client()
+    run = run_task(agent_app, client, "list the files", "llama-cut")
+    refused = run.of("tool_call_complete")[0]
+    assert refused["call_id"] == "uJK0B3RPjElGpdCFi4wP2dASbNzE9NFx" and "cut off" in refused["error"]
+    assert run.of("tool_call_complete")[1]["result"] == "again\n"
+    assert [call["arguments"] for call in _stored_calls(client, "llama-cut")] == ["{}", '{"command": "echo again"}']
+    assert run.terminal["stop_reason"] == "completed"
+    assert run_task(agent_app, client, "and now?", "llama-cut").terminal["final_answer"] == "Still here."
 
 
 @pytest.mark.parametrize("raw", ["", "[1, 2]", '"ls"', '{"command": NaN}'])
@@ -236,6 +259,21 @@ def test_a_repeated_read_is_answered_from_the_first_result_without_running_again
     assert run.terminal["stop_reason"] == "completed"
 
 
+def test_the_same_call_twice_in_one_reply_is_answered_briefly_and_is_no_repeat(make_app, fake_openai):
+    # Qwen2.5-Coder 1.5B sent file_read(primes.txt) twice in one reply, got the repeat note with the whole result,
+    # and then gave that note, word for word, as its final answer. A twin in the same reply is pointed at its
+    # first's result (no quote to echo) and does not count toward the repeat limit.
+    app = make_app(**agent_settings(fake_openai))
+    read = ("file_read", {"path": "a.txt"})
+    fake_openai.script(analysis(), tool_calls(("file_write", {"path": "a.txt", "content": "1"})),
+                       *[tool_calls(read, read) for _ in range(3)], text("ok"))
+    run = run_task(app, app.test_client(), "read a.txt", "twins")
+    results = [event["result"] for event in run.of("tool_call_complete")]
+    assert results[1].split() == ["1", "1"]
+    assert results[2] == "Same call as the one before it in this reply: its result is above."
+    assert run.terminal["stop_reason"] == "completed", "two twins and two real repeats stay under the limit"
+
+
 def test_a_read_after_a_write_is_no_repeat(agent_app, fake_openai):
     read = tool_calls(("file_read", {"path": "a.txt"}))
     fake_openai.script(analysis(), tool_calls(("file_write", {"path": "a.txt", "content": "1"})), read,
@@ -289,3 +327,67 @@ def test_common_other_names_of_tools_and_arguments_are_understood(agent_app, fak
     assert (write_error, read_error, bash_error) == (None, None, None)
     assert "hello" in read and printed == "hello\n"
     assert "no tool named 'file_reader'" in unknown and "did you mean file_read?" in unknown
+
+
+def test_a_tool_call_written_as_json_in_the_text_is_run(agent_app, fake_openai):
+    # Qwen2.5-Coder on llama-server sometimes writes its call in a fence other than ```json (or none), which the
+    # server's parser does not take: the reply would end the task with the call as its "answer".
+    fake_openai.script(
+        analysis(),
+        text('I will run it.\n```bash\n{"name": "bash", "arguments": {"command": "echo from-text"}}\n```'),
+        text('{"name": "file_write", "arguments": "{\\"path\\": \\"a.txt\\", \\"content\\": \\"x\\"}"}'),
+        text('Done. Call it as {"name": "tool", "arguments": {}} if you like.'),
+    )
+    client = agent_app.test_client()
+    run = run_task(agent_app, client, "run echo", "text-call")
+    completes = run.of("tool_call_complete")
+    assert [e["tool_name"] for e in completes] == ["bash", "file_write"]
+    assert completes[0]["result"] == "from-text\n" and completes[1]["error"] is None
+    assert run.terminal["stop_reason"] == "completed"
+    assert run.terminal["final_answer"] == 'Done. Call it as {"name": "tool", "arguments": {}} if you like.'
+    messages = client.get("/api/sessions/text-call").get_json()["messages"]
+    assert messages[1]["content"] == "I will run it."
+    assert messages[1]["tool_calls"][0]["function"] == {"name": "bash", "arguments": '{"command": "echo from-text"}'}
+    assert messages[3]["content"] is None
+    assert json.loads(messages[3]["tool_calls"][0]["function"]["arguments"]) == {"path": "a.txt", "content": "x"}
+
+
+def test_overwriting_a_file_not_read_in_the_task_is_refused_until_it_is_read(agent_app, fake_openai):
+    # Qwen2.5-Coder 1.5B edited PORT in a six-line settings.py with file_edit, then sent file_write with only
+    # "PORT = 9090": the rest of the file was lost. A whole-file write of an existing file needs a read first.
+    workspace = agent_app.extensions["alex"].config.workspace_root / "clobber"
+    workspace.mkdir(parents=True)
+    (workspace / "settings.py").write_text('HOST = "x"\nPORT = 8080\n')
+    fake_openai.script(
+        analysis(),
+        tool_calls(("file_edit", {"path": "settings.py", "old_string": "8080", "new_string": "9090"})),
+        tool_calls(("file_write", {"path": "settings.py", "content": "PORT = 9090\n"})),
+        tool_calls(("file_read", {"path": "settings.py"})),
+        tool_calls(("file_write", {"path": "settings.py", "content": 'HOST = "y"\nPORT = 9090\n'})),
+        tool_calls(("file_write", {"path": "new.txt", "content": "1"})),
+        tool_calls(("file_write", {"path": "new.txt", "content": "2"})),
+        text("Done."),
+    )
+    run = run_task(agent_app, agent_app.test_client(), "set the port", "clobber")
+    refused = run.of("tool_call_complete")[1]
+    assert refused["error"] == ("settings.py exists and was not read in this task, so file_write would replace "
+                                "content you have not seen. Read it with file_read first; to change a part of it, "
+                                "use file_edit.")
+    assert [event["error"] for event in run.of("tool_call_complete")[2:]] == [None, None, None, None]
+    assert (workspace / "settings.py").read_text() == 'HOST = "y"\nPORT = 9090\n'
+    assert (workspace / "new.txt").read_text() == "2", "a file the task wrote itself may be written again"
+    assert run.terminal["stop_reason"] == "completed"
+
+
+def test_a_repeat_is_followed_by_a_user_turn_asking_for_the_answer(agent_app, fake_openai):
+    # Qwen2.5-Coder 1.5B had finished (README.md written, todos saved) and cycled through todo_write, list_files
+    # and file_read until the guard stopped it: the note inside a tool result did not stop it. A repeat is now
+    # followed by a short user turn, which small models heed more.
+    read = tool_calls(("list_files", {}))
+    fake_openai.script(analysis(), read, read, text("All done."))
+    run = run_task(agent_app, agent_app.test_client(), "look around", "nudge")
+    last_request = fake_openai.requests[-1].body["messages"]
+    assert [m["role"] for m in last_request[-3:]] == ["assistant", "tool", "user"]
+    assert last_request[-1]["content"] == REPEAT_PROMPT
+    assert sum(m.get("content") == REPEAT_PROMPT for m in fake_openai.requests[-2].body["messages"]) == 0
+    assert run.terminal["stop_reason"] == "completed" and run.terminal["final_answer"] == "All done."

@@ -12,6 +12,9 @@ from alex.agent.context_window import conversation_budget, overflow, props_url
      "messages resulted in 130000 tokens.", (True, 128000)),
     (400, {"code": 400, "type": "exceed_context_size_error", "n_ctx": 16384},
      "the request exceeds the available context size, try increasing it", (True, 16384)),
+    # llama-server's message as it is now (recorded): the window is also in the text, after the prompt's size
+    (400, {"code": 400, "type": "exceed_context_size_error"},
+     "request (1530 tokens) exceeds the available context size (1024 tokens), try increasing it", (True, 1024)),
     (400, {"type": "BadRequestError", "code": 400}, "This model's maximum context length is 4096 tokens. However, you "
      "requested 5000 tokens (4900 in the messages, 100 in the completion).", (True, 4096)),
     (500, {"type": "api_error"}, "input exceeds maximum context length", (True, None)),

@@ -8,7 +8,8 @@ import pytest
 
 from alex.agent.cancel import CancelToken
 from alex.agent.llm import Completion, LLMClient, LLMError, ToolCall, Usage
-from tests.fakes.openai_schema import FIXTURES_DIR, request_errors
+from alex.config import Config, ConfigError
+from tests.fakes.openai_schema import FIXTURES_DIR, LLAMA_FIXTURES_DIR, request_errors
 from tests.fakes.openai_server import TEST_KEY, json_reply, raw, sse, text, tool_calls
 
 MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "What's the weather?"}]
@@ -57,6 +58,29 @@ def test_recorded_stream_parses(name, piece_size, fake_openai, make_llm, llm_pro
     completion = _stream(make_llm(), llm_probe)
     assert completion == RECORDED[name]
     assert "".join(llm_probe.deltas) == RECORDED[name].content
+    assert llm_probe.notices == []
+
+
+# Recorded from llama.cpp's llama-server (--jinja, Qwen2.5-Coder 0.5B, the code-block tool-call template). Unlike
+# OpenAI: call ids are 32 letters and digits without "call_", the first tool-call delta already carries an argument
+# fragment, arguments come pretty-printed, chunks have no logprobs, the usage chunk adds `timings`, and a reply cut
+# at max_tokens mid-call still streams the call (its arguments "{") before finish_reason "length".
+LLAMA_RECORDED = {
+    "stream-tool-call.sse": Completion("", [ToolCall(
+        "eDTcMlcVsW8R4DVkIAY0lo5TB2XQw3EB", "bash", '{\n    "command": "ls"\n  }')], "tool_calls", Usage(185, 28, 213)),
+    "stream-tool-call-cut-at-length.sse": Completion("", [ToolCall(
+        "uJK0B3RPjElGpdCFi4wP2dASbNzE9NFx", "bash", "{")], "length", Usage(185, 12, 197)),
+}
+
+
+def test_every_llama_server_recording_is_covered():
+    assert sorted(path.name for path in LLAMA_FIXTURES_DIR.glob("*.sse")) == sorted(LLAMA_RECORDED)
+
+
+@pytest.mark.parametrize("name", sorted(LLAMA_RECORDED))
+def test_llama_server_recordings_parse(name, fake_openai, make_llm, llm_probe):
+    fake_openai.script(raw((LLAMA_FIXTURES_DIR / name).read_bytes(), piece_size=7))
+    assert _stream(make_llm(), llm_probe, tools=[BASH_TOOL]) == LLAMA_RECORDED[name]
     assert llm_probe.notices == []
 
 
@@ -139,6 +163,22 @@ def test_stream_request_shape(fake_openai, make_llm, llm_probe):
     assert with_tools.body == {"model": "gpt-4o-mini", "messages": MESSAGES, "tools": [BASH_TOOL], "stream": True,
                                "stream_options": {"include_usage": True}}
     assert "tools" not in without_tools.body
+
+
+def test_a_temperature_is_sent_only_when_set(fake_openai, make_llm, llm_probe):
+    fake_openai.script(text(), text())
+    _stream(make_llm(temperature=0.2), llm_probe)
+    _stream(make_llm(), llm_probe)
+    assert fake_openai.requests[0].body["temperature"] == 0.2
+    assert "temperature" not in fake_openai.requests[1].body
+
+
+def test_the_temperature_setting_reaches_the_client():
+    config = Config.from_env({"ALEX_LLM_TEMPERATURE": "0.3"})
+    assert config.llm_temperature == 0.3 and LLMClient.from_config(config).temperature == 0.3
+    assert Config.from_env({}).llm_temperature is None
+    with pytest.raises(ConfigError, match="ALEX_LLM_TEMPERATURE"):
+        Config.from_env({"ALEX_LLM_TEMPERATURE": "3"})
 
 
 def test_without_a_key_no_authorization_is_sent(fake_openai, make_llm, llm_probe):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ from alex.agent.cancel import CancelToken, TaskCancelled
 from alex.agent.tools import Tool, ToolContext, build_tools, openai_tool_specs, run_tool
 from alex.agent.tools.coercion import coerce_value
 from alex.agent.tools.output import HeadTail, LiveOutput, cap_text
-from alex.agent.tools.process import live_group_members
+from alex.agent.tools.process import SAFE_PATH, live_group_members
 from alex.agent.tools.search import MAX_MATCHES
 from alex.agent.tools.usage import EXAMPLES
 from alex.agent.tools.validation import argument_problem
@@ -153,6 +154,18 @@ def test_bash_runs_in_the_workspace_and_reports_the_exit_status(ctx, workspace):
     assert result == {"output": f"{workspace}\noops\n", "returncode": 3, "error": None}
 
 
+@pytest.mark.skipif(shutil.which("python", path=SAFE_PATH) is not None or shutil.which("python3", path=SAFE_PATH)
+                    is None, reason="needs a system with python3 and no python command (Debian's)")
+def test_bash_tells_the_model_python_is_python3_where_there_is_no_python(ctx):
+    # Seen with Qwen2.5-Coder on llama-server: `python primes.py` -> command not found, and the model went on to
+    # suggest `apt-get install python3` instead of calling python3.
+    assert "`python3`" in TOOLS["bash"].description
+    result = call(ctx, "bash", command="python -c 'print(1)'")
+    assert result["returncode"] == 127
+    assert result["output"].endswith("[there is no `python` command here: use `python3`]\n")
+    assert "[there is" not in call(ctx, "bash", command="python3 -c 'print(1)'")["output"]
+
+
 def test_bash_environment_holds_no_server_secret(ctx, workspace, monkeypatch):
     secrets = {"OPENAI_API_KEY": "sk-very-secret", "ALEX_API_KEYS": "key-1", "REDIS_URL": "redis://:pw@h/0",
                "AWS_SECRET_ACCESS_KEY": "aws-secret"}
@@ -289,6 +302,15 @@ def test_file_read_pages_by_lines(ctx, workspace):
     assert call(ctx, "file_read", path="f.txt", offset=0, limit=0)["output"].startswith("     1\tline 1\n")
 
 
+def test_file_read_of_a_long_file_ends_saying_how_many_lines_it_has(ctx, workspace):
+    # Qwen2.5-Coder 1.5B, asked how many lines a 137-line file has, read it and answered 116: the count is said
+    # where the model reads last.
+    (workspace / "long.log").write_text("".join(f"entry {n}\n" for n in range(137)))
+    output = call(ctx, "file_read", path="long.log")["output"]
+    assert output.endswith("   137\tentry 136\n[end of long.log: 137 lines]")
+    assert call(ctx, "file_read", path="long.log", offset=100, limit=10)["output"].endswith("offset=110]")
+
+
 def test_file_read_edge_cases(ctx, workspace):
     (workspace / "empty").write_text("")
     (workspace / "bin").write_bytes(b"\x7fELF\0\0\1")
@@ -328,10 +350,20 @@ def test_file_edit_requires_a_unique_match_unless_replace_all(ctx, workspace, te
     assert (workspace / "f.txt").read_text() == expected_text
 
 
+def test_file_edit_shows_a_few_lines_around_the_first_change(ctx, workspace):
+    (workspace / "g.py").write_text("".join(f"line {n}\n" for n in range(1, 21)))
+    output = call(ctx, "file_edit", path="g.py", old_string="line 10\n", new_string="ten\nTEN\n")["output"]
+    assert output.splitlines()[1:] == [f"{n:6}\t{text}" for n, text in
+                                       [(7, "line 7"), (8, "line 8"), (9, "line 9"), (10, "ten"), (11, "TEN"),
+                                        (12, "line 11"), (13, "line 12"), (14, "line 13")]]
+
+
 def test_file_edit_reports_what_it_did_and_refuses_no_ops(ctx, workspace):
     (workspace / "f.txt").write_bytes(b"one\r\ntwo\r\n")
+    # The lines around the change are shown: told only "Replaced 1 occurrence", a 1.5B model did not trust its
+    # edit and wrote the file again, then undid the edit.
     assert call(ctx, "file_edit", path="f.txt", old_string="two", new_string="2")["output"] == \
-        "Replaced 1 occurrence in f.txt"
+        "Replaced 1 occurrence in f.txt. The file now reads, around the change:\n     1\tone\n     2\t2"
     assert (workspace / "f.txt").read_bytes() == b"one\r\n2\r\n"
     assert "the same" in call(ctx, "file_edit", path="f.txt", old_string="2", new_string="2")["error"]
     assert "empty" in call(ctx, "file_edit", path="f.txt", old_string="", new_string="2")["error"]
@@ -409,6 +441,17 @@ def test_todos_round_trip_through_the_store(ctx, store):
     assert store.get_session(SESSION)["todos"] == todos
     call(ctx, "todo_write", todos=[])
     assert store.get_session(SESSION)["todos"] == []
+
+
+def test_a_todo_list_all_completed_says_to_answer(ctx, store):
+    # Qwen2.5-Coder 1.5B had done its task and went on re-marking and extending its todos as completed, one
+    # iteration after another: the tool's answer says what comes next.
+    done = [{"id": "1", "content": "Count the lines", "status": "completed"},
+            {"id": "2", "content": "Write count.txt", "status": "completed"}]
+    assert call(ctx, "todo_write", todos=done)["output"] == (
+        "Saved 2 todos (0 pending, 0 in progress, 2 completed). Every item is completed: if the task is done, "
+        "reply now with your final answer and no tool call.")
+    assert call(ctx, "todo_write", todos=[])["output"] == "Saved 0 todos (0 pending, 0 in progress, 0 completed)."
 
 
 def test_todo_write_validates_items(ctx, store):

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from alex.agent.llm_types import Completion, ToolCall
-from alex.agent.repeats import RUNS_AGAIN, not_run_note, ran_again_note
+from alex.agent.repeats import RUNS_AGAIN, TWIN_NOTE, not_run_note, ran_again_note
 from alex.agent.run_state import Run
 from alex.agent.tools import Tool, ToolContext, ToolResult, run_tool
 from alex.agent.tools.base import failure, result
@@ -56,9 +56,10 @@ class CallRunner:
         """The call's result, and whether the tool ran (a cut-off call or a repeat may be answered without)."""
         if cut_off:
             return failure(CUT_OFF_CALL), False
-        earlier = run.repeats.earlier(call)
+        earlier = run.repeats.earlier(call, run.iteration)
         if earlier is not None and call.name not in RUNS_AGAIN:
-            return result(not_run_note(call, earlier)), False
+            twin = earlier.last_iteration == run.iteration
+            return result(TWIN_NOTE if twin else not_run_note(call, earlier)), False
         outcome = run_tool(self._tools, call.name, call.arguments, self._make_context(run, call))
         if earlier is not None:
             outcome["output"] = ran_again_note(earlier) + outcome["output"]

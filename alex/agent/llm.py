@@ -41,9 +41,11 @@ class LLMClient:
     def __init__(
         self, *, base_url: str, api_key: str, model: str, max_retries: int = 2, connect_timeout_s: float = 10,
         read_timeout_s: float = 120, call_deadline_s: float = 600, sleep: Sleep | None = None,
+        temperature: float | None = None,
     ):
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
+        self.temperature = temperature  # None: the server's default
         self.max_retries = max_retries
         self._key = api_key
         self._auth = BearerAuth(api_key) if api_key else None  # a local server may need no key
@@ -64,6 +66,7 @@ class LLMClient:
             base_url=config.base_url, api_key=config.openai_api_key, model=config.llm_model,
             max_retries=config.llm_max_retries, connect_timeout_s=config.llm_connect_timeout_s,
             read_timeout_s=config.llm_read_timeout_s, call_deadline_s=config.llm_call_deadline_s,
+            temperature=config.llm_temperature,
         )
 
     def __repr__(self) -> str:
@@ -93,6 +96,8 @@ class LLMClient:
                                 "stream_options": {"include_usage": True}}
         if tools:
             body["tools"] = tools
+        if self.temperature is not None:
+            body["temperature"] = self.temperature
         if max_tokens is not None:
             body["max_tokens"] = max_tokens
         if json_object:
@@ -106,6 +111,8 @@ class LLMClient:
     ) -> Completion:
         """One non-streamed completion (short calls such as the task analysis); retried like `stream`."""
         body: dict[str, Any] = {"model": self.model, "messages": messages, "max_tokens": max_tokens}
+        if self.temperature is not None:
+            body["temperature"] = self.temperature
         if json_object:
             body["response_format"] = {"type": "json_object"}
         return self._with_retries("complete", lambda progress: self._complete_once(body, token), token, None)

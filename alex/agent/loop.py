@@ -14,8 +14,9 @@ from alex.agent.context import estimate_tokens, fit_context
 from alex.agent.context_window import conversation_budget
 from alex.agent.lifecycle import TaskLifecycle
 from alex.agent.llm import Completion, LLMCancelled, LLMClient, LLMError, RetryNotice
-from alex.agent.prompts import ANALYSIS_PROMPT, SYSTEM_PROMPT
+from alex.agent.prompts import ANALYSIS_PROMPT, REPEAT_PROMPT, SYSTEM_PROMPT
 from alex.agent.run_state import Run
+from alex.agent.text_calls import with_text_calls
 from alex.agent.tools import Tool, ToolContext, openai_tool_specs
 from alex.config import Config
 from alex.store.base import SessionGone, Store
@@ -114,7 +115,10 @@ class AgentLoop:
             run.emit("iteration_start", iteration=run.iteration, total_iters=self._config.max_iterations)
             completion = self._think(run, conversation)
             conversation.append(_assistant_message(completion))
+            repeats_before = run.repeats.repeats
             tools_run = self._calls.run_all(run, completion, conversation)
+            if repeats_before < run.repeats.repeats and not run.repeats.exhausted:
+                conversation.append({"role": "user", "content": REPEAT_PROMPT})  # small models heed a user turn
             answer = run.answer_part(completion, conversation)
             until_stored(self._store.save_messages, run.task["session_id"], conversation)
             tokens = completion.usage.total_tokens if completion.usage else 0
@@ -148,6 +152,7 @@ class AgentLoop:
                            "are left out and the call is retried")
             completion = self._stream_completion(run, conversation, min(budget // 2, self._budget()))
         run.add_usage(completion.usage)
+        completion = with_text_calls(completion, self._tools)
         run.last_content = completion.content or run.last_content
         run.emit("think_complete", iteration=run.iteration, content=completion.content,
                  tool_call_count=len(completion.tool_calls))
@@ -182,7 +187,7 @@ class AgentLoop:
             workspace=workspace_dir(self._config.workspace_root, run.task["session_id"], create=True),
             token=run.token, emit_output=emit_output, store=self._store,
             bash_timeout_s=self._config.bash_timeout_s, output_limit=self._config.tool_output_limit,
-            workspace_max_bytes=self._config.workspace_max_mb * 1024 * 1024,
+            workspace_max_bytes=self._config.workspace_max_mb * 1024 * 1024, known_files=run.known_files,
         )
 
     def _save_progress(self, run: Run) -> None:

@@ -10,8 +10,8 @@ files outside it.
 - Use the tools: `list_files` and `grep` to look around, `file_read` before you change a file, `file_edit` for \
 small exact replacements (old_string must match exactly once), `file_write` for new files, `bash` to run \
 commands, tests and builds (non-interactive; no network).
-- For a task with several steps, write a short plan with `todo_write` and keep its statuses current \
-(pending, in_progress, completed).
+- For a long task of many steps, or when the user asks for todos, keep a plan with `todo_write` and its \
+statuses current (pending, in_progress, completed); a small task needs no todo list.
 - Check your work (run it, run the tests) before you say it is done.
 - When a tool fails, read the error and try a different approach; do not repeat the same failing call.
 - When you are finished, reply without calling a tool: a concise final answer for the user that says what \
@@ -24,3 +24,6 @@ like>"}"""
 
 CONTINUE_PROMPT = ("Your last reply was cut off at the output token limit. Continue exactly where it stopped, "
                    "without repeating what you already wrote.")
+
+REPEAT_PROMPT = ("You repeated a tool call whose result you already have. If the task is done, reply now with your "
+                 "final answer and no tool call; otherwise take a different step.")

@@ -6,7 +6,8 @@ idempotent tool (file_read, list_files, grep, todo_read, file_write, file_edit, 
 gets the first result, with a note. A repeated bash command does run again — a command may depend on time or on the
 world outside (a flaky test, a server starting) — and its result carries the note. After MAX_REPEATS repeats in one
 task the task ends with stop_reason "repeated_calls". A call cut off at the output token limit is not remembered:
-the model is asked to send it again.
+the model is asked to send it again. The same call twice in one reply is no repeat: the second is answered with a
+pointer to the first's result (quoting it again, a small model took the note for its answer and repeated it).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class Earlier:
     iteration: int
     message: str
     state: int  # the state counter after it ran
+    last_iteration: int = 0  # the latest reply that made this call (answered or not)
 
 
 def _key(call: ToolCall) -> tuple[str, str]:
@@ -46,12 +48,14 @@ class RepeatGuard:
         self._state = 0  # bumped by every call that can change the workspace or the todos
         self.repeats = 0
 
-    def earlier(self, call: ToolCall) -> Earlier | None:
-        """The identical earlier call when nothing has changed since it ran (counted as a repeat), else None."""
+    def earlier(self, call: ToolCall, iteration: int) -> Earlier | None:
+        """The identical earlier call when nothing has changed since it ran, else None. It counts as a repeat
+        unless it was made in the same reply (`iteration`): a model's duplicated parallel call is no loop."""
         found = self._seen.get(_key(call))
         if found is None or found.state != self._state:
             return None
-        self.repeats += 1
+        if found.last_iteration != iteration:
+            self.repeats += 1
         return found
 
     def record(self, call: ToolCall, iteration: int, message: str, ran: bool) -> None:
@@ -61,11 +65,15 @@ class RepeatGuard:
         key = _key(call)
         if ran or key not in self._seen:
             self._seen[key] = Earlier(iteration, message, self._state)
+        self._seen[key].last_iteration = iteration
 
     @property
     def exhausted(self) -> bool:
         """True once the model repeated calls MAX_REPEATS times in this task."""
         return self.repeats >= MAX_REPEATS
+
+
+TWIN_NOTE = "Same call as the one before it in this reply: its result is above."
 
 
 def not_run_note(call: ToolCall, earlier: Earlier) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from alex.agent.cancel import CancelToken
@@ -27,6 +28,7 @@ class Run:
         self.total_tokens = 0
         self.last_content = ""
         self.repeats = RepeatGuard()
+        self.known_files: set[Path] = set()  # read or written whole in this task: file_write may replace them
         self.stop_reason = "completed"  # what task_complete reports when the model answers
         self._answer_head = ""  # an answer cut at the output token limit, before its continuation
 

@@ -11,6 +11,7 @@ from jsonschema import Draft202012Validator
 
 SPEC_DIR = Path(__file__).resolve().parent / "openai_chat_spec"  # copied from the team's shared/openai-chat-spec
 FIXTURES_DIR = SPEC_DIR / "fixtures"
+LLAMA_FIXTURES_DIR = Path(__file__).resolve().parent / "llama_server"  # streams recorded from llama-server
 
 
 def _nullable_to_null(node: Any) -> Any:

@@ -58,14 +58,18 @@ def prompt_tokens(body: Any) -> int:
 
 
 def parse_failure_body(arguments: str) -> dict[str, Any]:
-    """llama-server's 500 body for a conversation with unparsable tool-call arguments."""
-    message = f"Failed to parse tool call arguments as JSON: {arguments[:80]}"
+    """llama-server's 500 body for a conversation with unparsable tool-call arguments (its nlohmann parser's
+    message follows, e.g. "[json.exception.parse_error.101] parse error at line 1, column 16: …; last read: '"ls'")."""
+    message = ("Failed to parse tool call arguments as JSON: [json.exception.parse_error.101] parse error: syntax "
+               f"error while parsing value; last read: '{arguments[-20:]}'")
     return {"error": {"code": 500, "message": message, "type": "server_error"}}
 
 
 def context_overflow_body(n_prompt_tokens: int, n_ctx: int) -> dict[str, Any]:
-    """llama-server's 400 body for a prompt longer than its context."""
-    return {"error": {"code": 400, "message": "the request exceeds the available context size, try increasing it",
+    """llama-server's 400 body for a prompt longer than its context (also for `stream: true`: no stream starts)."""
+    message = (f"request ({n_prompt_tokens} tokens) exceeds the available context size ({n_ctx} tokens), "
+               "try increasing it")
+    return {"error": {"code": 400, "message": message,
                       "type": "exceed_context_size_error", "n_prompt_tokens": n_prompt_tokens, "n_ctx": n_ctx}}
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,8 @@ class ToolContext:
     bash_timeout_s: float
     output_limit: int
     workspace_max_bytes: int
+    # Files the task has read or written whole (resolved paths); None: file_write overwrites without that check.
+    known_files: set[Path] | None = field(default=None)
 
 
 @dataclass(frozen=True)

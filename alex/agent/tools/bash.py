@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import time
@@ -14,7 +15,7 @@ from alex.agent.tools.base import Tool, ToolContext, ToolError, ToolResult, obje
 from alex.agent.tools.offload import off_hub
 from alex.agent.tools.output import HeadTail, LiveOutput
 from alex.agent.tools.paths import workspace_usage
-from alex.agent.tools.process import ProcessGroup
+from alex.agent.tools.process import SAFE_PATH, ProcessGroup
 from alex.agent.tools.sandbox import NO_SANDBOX, Sandbox
 
 KILL_GRACE_S = 1.0  # SIGTERM first; SIGKILL this long after if a process of the group still runs
@@ -31,6 +32,19 @@ PARAMETERS = object_schema(
     },
     required=["command"],
 )
+
+
+# Debian has `python3` and no `python`; small models call `python` and, told "command not found", suggest installing
+# Python instead of calling python3. Said in the tool's description and after a failed call.
+NO_PYTHON = shutil.which("python", path=SAFE_PATH) is None and shutil.which("python3", path=SAFE_PATH) is not None
+NO_PYTHON_NOTE = "[there is no `python` command here: use `python3`]"
+
+
+def _hint(output: str, returncode: int | None) -> str:
+    """A note after the output of a command that failed for want of `python` where `python3` is the name."""
+    if NO_PYTHON and returncode == 127 and "python: command not found" in output:
+        return NO_PYTHON_NOTE + "\n"
+    return ""
 
 
 def _timeout(requested: float | None, cap: float) -> float:
@@ -165,7 +179,9 @@ class _BashRun:
         elif self._stop_reason == "workspace_full":
             error = (f"the workspace passed its limit of {self._ctx.workspace_max_bytes} bytes; the command and "
                      "every process it started were killed (delete files to make room)")
-        return result(output, -1 if returncode is None else returncode, error)
+        if output and not output.endswith("\n") and _hint(output, returncode):
+            output += "\n"
+        return result(output + _hint(output, returncode), -1 if returncode is None else returncode, error)
 
 
 def run_bash(arguments: dict, ctx: ToolContext, sandbox: Sandbox = NO_SANDBOX) -> ToolResult:
@@ -187,12 +203,14 @@ def run_bash(arguments: dict, ctx: ToolContext, sandbox: Sandbox = NO_SANDBOX) -
 def bash_tool(sandbox: Sandbox = NO_SANDBOX) -> Tool:
     """The bash tool running its commands in `sandbox` (its description tells the model when there is no network)."""
     offline = " There is no network access." if sandbox.isolated and not sandbox.network else ""
+    python = " Python is `python3` (there is no `python` command)." if NO_PYTHON else ""
     return Tool(
         name="bash",
         description=(
             "Run a bash command in the session workspace (the working directory; HOME is the workspace too) and "
             "return its combined stdout and stderr and exit code. Output is streamed live. Long output is cut in "
             "the middle. Processes left running in the background are stopped when the command ends." + offline
+            + python
         ),
         parameters=PARAMETERS,
         run=partial(run_bash, sandbox=sandbox),

@@ -15,10 +15,15 @@ from alex.agent.tools.output import cap_text
 from alex.agent.tools.paths import check_room, display_path, open_for_reading, resolve_path, write_whole_file
 
 DEFAULT_READ_LINES = 2000
+EDIT_CONTEXT_LINES = 3  # lines shown before and after an edit's first change
+EDIT_LINE_CHARS = 500
+LONG_FILE_LINES = 20  # a read that reaches the end of a longer file ends with its line count
 MAX_LINE_CHARS = 2000
 MAX_EDIT_BYTES = 10 * 1024 * 1024
 BINARY_SNIFF_BYTES = 8192
-_PATH = prop("string", "Path of the file, relative to the workspace, e.g. 'src/main.py'.")
+# No example path: small models copy it (asked for primes.py, Qwen2.5-Coder 1.5B wrote src/primes.py after the
+# example 'src/main.py', and primes.txt in two of three runs after the example 'notes.txt').
+_PATH = prop("string", "Path of the file relative to the workspace; use the file name the user gave.")
 
 
 def _existing_file(path: Path, raw: str) -> Path:
@@ -70,8 +75,12 @@ def run_file_read(arguments: dict, ctx: ToolContext) -> ToolResult:
         if seen == 0:
             return result("(the file is empty)")
         raise ToolError(f"offset {offset} is past the end of {raw!r}, which has {seen} lines")
+    if ctx.known_files is not None:
+        ctx.known_files.add(path)
     if more:
         shown.append(f"[... more lines follow; continue with offset={offset + limit}]")
+    elif seen > LONG_FILE_LINES:  # small models misread a long file's last line number
+        shown.append(f"[end of {raw}: {seen} lines]")
     return result(cap_text("\n".join(shown), ctx.output_limit))
 
 
@@ -95,8 +104,13 @@ def run_file_write(arguments: dict, ctx: ToolContext) -> ToolResult:
     existed = path.exists()
     if existed and not path.is_file():  # a FIFO would block the write forever
         raise ToolError(f"{raw!r} is not a regular file")
+    if existed and ctx.known_files is not None and path not in ctx.known_files:
+        raise ToolError(f"{raw} exists and was not read in this task, so file_write would replace content you have "
+                        "not seen. Read it with file_read first; to change a part of it, use file_edit.")
     data = arguments["content"].encode("utf-8", errors="replace")
     _write_within_cap(ctx, path, raw, data, path.stat().st_size if existed else 0)
+    if ctx.known_files is not None:
+        ctx.known_files.add(path)
     verb = "Overwrote" if existed else "Created"
     return result(f"{verb} {display_path(ctx.workspace, path)} ({len(data)} bytes)")
 
@@ -129,9 +143,19 @@ def run_file_edit(arguments: dict, ctx: ToolContext) -> ToolResult:
     if count > 1 and not arguments.get("replace_all", False):
         raise ToolError(f"old_string occurs {count} times in {raw!r}; include more surrounding text to make it "
                         "unique, or set replace_all to replace every occurrence")
-    data = text.replace(old, new, -1 if arguments.get("replace_all", False) else 1).encode("utf-8", "replace")
-    _write_within_cap(ctx, path, raw, data, len(original))
-    return result(f"Replaced {count} occurrence{'s' if count > 1 else ''} in {display_path(ctx.workspace, path)}")
+    edited = text.replace(old, new, -1 if arguments.get("replace_all", False) else 1)
+    _write_within_cap(ctx, path, raw, edited.encode("utf-8", "replace"), len(original))
+    return result(f"Replaced {count} occurrence{'s' if count > 1 else ''} in {display_path(ctx.workspace, path)}. "
+                  f"The file now reads, around the change:\n{_around(edited, text.index(old), new)}")
+
+
+def _around(edited: str, start: int, new: str) -> str:
+    """The edited file's lines from EDIT_CONTEXT_LINES before the first change to as many after it, numbered."""
+    first = edited.count("\n", 0, start) + 1
+    last = first + max(1, len(new.splitlines())) - 1
+    lines = edited.splitlines()
+    shown = range(max(1, first - EDIT_CONTEXT_LINES), min(len(lines), last + EDIT_CONTEXT_LINES) + 1)
+    return "\n".join(f"{number:6}\t{lines[number - 1][:EDIT_LINE_CHARS]}" for number in shown)
 
 
 FILE_READ = Tool(
@@ -141,13 +165,15 @@ FILE_READ = Tool(
     parameters=object_schema({
         "path": _PATH,
         "offset": prop("integer", "Number of the first line to show, counting from 1 (default 1)."),
-        "limit": prop("integer", f"Largest number of lines to show (default {DEFAULT_READ_LINES})."),
+        # no number here: asked how many lines a file has, a 1.5B model answered with the default it read here
+        "limit": prop("integer", "Largest number of lines to show (leave it out to read the whole file)."),
     }, required=["path"]),
     run=run_file_read,
 )
 FILE_WRITE = Tool(
     name="file_write",
-    description="Create a file, or replace all of its content, in the workspace; parent directories are made.",
+    description="Create a file, or replace all of its content (an existing file must be read with file_read first), "
+                "in the workspace; parent directories are made.",
     parameters=object_schema({
         "path": _PATH,
         "content": prop("string", "The complete new content of the file."),

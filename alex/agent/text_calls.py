@@ -1,0 +1,75 @@
+"""Tool calls a model wrote into its text instead of the API's `tool_calls`, taken as calls.
+
+Small models served by llama-server write their calls as text the server parses (Qwen2.5-Coder: a ```json block
+holding `{"name": …, "arguments": …}`). When they slip — another fence (```bash), no fence, arguments as a JSON
+string — the server passes the text through and the call would become the task's "final answer". A reply without
+tool calls whose text holds such an object, naming one of the enabled tools (or a common other name for one), is
+read as calling it: the object is taken out of the text (with its fence, when nothing else is in it), and the call
+gets an id of its own. Any other JSON in an answer is left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import replace
+from typing import Any
+
+from alex.agent.llm_types import Completion, ToolCall
+from alex.agent.tools import Tool
+from alex.agent.tools.usage import tool_named
+
+_CALL_KEYS = {"name", "arguments"}
+_EMPTY_FENCE = re.compile(r"```[\w+-]*[ \t]*\n?\s*```")
+
+
+def _arguments(value: Any) -> dict[str, Any] | None:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, dict) else None
+
+
+def _call(value: Any, tools: dict[str, Tool]) -> ToolCall | None:
+    if not isinstance(value, dict) or set(value) != _CALL_KEYS or not isinstance(value["name"], str):
+        return None
+    arguments = _arguments(value["arguments"])
+    if arguments is None or tool_named(tools, value["name"]) is None:
+        return None
+    return ToolCall(f"call_{uuid.uuid4().hex[:24]}", value["name"], json.dumps(arguments, ensure_ascii=False))
+
+
+def calls_in_text(text: str, tools: dict[str, Tool]) -> tuple[str, list[ToolCall]]:
+    """The text without the tool calls written in it, and those calls (in order)."""
+    decoder = json.JSONDecoder()
+    calls: list[ToolCall] = []
+    kept: list[str] = []
+    position = 0
+    start = text.find("{")
+    while start != -1:
+        try:
+            value, end = decoder.raw_decode(text, start)
+        except ValueError:
+            start = text.find("{", start + 1)
+            continue
+        call = _call(value, tools)
+        if call is not None:
+            calls.append(call)
+            kept.append(text[position:start])
+            position = end
+        start = text.find("{", end)
+    if not calls:
+        return text, []
+    kept.append(text[position:])
+    return _EMPTY_FENCE.sub("", "".join(kept)).strip(), calls
+
+
+def with_text_calls(completion: Completion, tools: dict[str, Tool]) -> Completion:
+    """The completion with the calls its text holds, when the API gave none (a reply cut short is left as is)."""
+    if completion.tool_calls or completion.finish_reason == "length" or "{" not in completion.content:
+        return completion
+    content, calls = calls_in_text(completion.content, tools)
+    return replace(completion, content=content, tool_calls=calls) if calls else completion
