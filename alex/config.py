@@ -33,6 +33,7 @@ class Config:
     llm_provider: str
     llm_model: str
     llm_temperature: float | None
+    llm_max_output_tokens: int
     base_url: str
     cors_allowed_origins: tuple[str, ...]
     data_dir: Path

@@ -175,6 +175,9 @@ SETTINGS: dict[str, tuple[str, Callable[[str], Any], str, str]] = {
                             "seconds a task may run before it is stopped"),
     "ALEX_TASK_MAX_TOKENS": ("task_max_tokens", _positive_int, "1000000",
                              "tokens (prompt + completion, all turns) a task may use before it is stopped"),
+    "ALEX_LLM_MAX_OUTPUT_TOKENS": ("llm_max_output_tokens", _non_negative_int, "4096",
+                                   "the longest reply the model may write in one turn, in tokens, sent as max_tokens "
+                                   "(0: none is sent; a longer reply is cut and the model told)"),
     "ALEX_CONTEXT_TOKENS": ("context_tokens", _positive_int, "100000",
                             "the conversation size (estimated tokens) sent to the model, kept within by compacting "
                             "older turns (less when the server names a smaller context)"),

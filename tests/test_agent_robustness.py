@@ -274,6 +274,18 @@ def test_the_same_call_twice_in_one_reply_is_answered_briefly_and_is_no_repeat(m
     assert run.terminal["stop_reason"] == "completed", "two twins and two real repeats stay under the limit"
 
 
+def test_a_todo_update_between_two_identical_reads_does_not_make_the_second_new(agent_app, fake_openai):
+    # Qwen2.5-Coder 1.5B alternated file_read(primes.txt) and todo_write for 20 iterations: todos are no part of
+    # the workspace, so the reads were repeats all along.
+    read = tool_calls(("file_read", {"path": "a.txt"}))
+    todo = {"todos": [{"id": "1", "content": "check", "status": "pending"}]}
+    fake_openai.script(analysis(), tool_calls(("file_write", {"path": "a.txt", "content": "1"})), read,
+                       tool_calls(("todo_write", todo)), read, text("ok"))
+    run = run_task(agent_app, agent_app.test_client(), "read around a todo", "todo-between")
+    reads = [event["result"] for event in run.of("tool_call_complete") if event["tool_name"] == "file_read"]
+    assert "already called file_read" in reads[1]
+
+
 def test_a_read_after_a_write_is_no_repeat(agent_app, fake_openai):
     read = tool_calls(("file_read", {"path": "a.txt"}))
     fake_openai.script(analysis(), tool_calls(("file_write", {"path": "a.txt", "content": "1"})), read,
@@ -391,3 +403,32 @@ def test_a_repeat_is_followed_by_a_user_turn_asking_for_the_answer(agent_app, fa
     assert last_request[-1]["content"] == REPEAT_PROMPT
     assert sum(m.get("content") == REPEAT_PROMPT for m in fake_openai.requests[-2].body["messages"]) == 0
     assert run.terminal["stop_reason"] == "completed" and run.terminal["final_answer"] == "All done."
+
+
+def test_a_file_written_or_read_in_an_earlier_task_of_the_session_may_be_overwritten(agent_app, fake_openai):
+    # Turn 2 of a session ("now add farewell to the same file"): the model knows greet.py from turn 1, where it
+    # wrote it, and writes it whole again; the read-first rule is about files the conversation has never shown.
+    fake_openai.script(
+        analysis(), tool_calls(("file_write", {"path": "greet.py", "content": "a\n"})), text("Written."),
+        analysis(), tool_calls(("file_write", {"path": "greet.py", "content": "a\nb\n"})), text("Added."),
+    )
+    client = agent_app.test_client()
+    run_task(agent_app, client, "create greet.py", "two-turns")
+    second = run_task(agent_app, client, "add to it", "two-turns")
+    assert second.of("tool_call_complete")[0]["error"] is None
+    workspace = agent_app.extensions["alex"].config.workspace_root / "two-turns"
+    assert (workspace / "greet.py").read_text() == "a\nb\n"
+
+
+def test_each_agent_reply_is_capped_at_the_output_token_setting(make_app, fake_openai):
+    # Qwen2.5-Coder 0.5B on llama-server started a tool call and generated 6,800 tokens of it (llama-server sends
+    # nothing while a call is being written) until the task's deadline: without max_tokens a runaway reply may use
+    # the whole context. Capped, it ends with finish_reason "length" and the model is told.
+    fake_openai.script(analysis(), text("ok"), analysis(), text("ok"))
+    client = make_app(**agent_settings(fake_openai)).test_client()
+    app = client.application
+    run_task(app, client, "hi", "capped")
+    assert fake_openai.requests[1].body["max_tokens"] == 4096
+    uncapped = make_app(**agent_settings(fake_openai, ALEX_LLM_MAX_OUTPUT_TOKENS="0"))
+    run_task(uncapped, uncapped.test_client(), "hi", "uncapped")
+    assert "max_tokens" not in fake_openai.requests[3].body

@@ -12,6 +12,7 @@ from alex.agent.calls import CallRunner
 from alex.agent.cancel import CancelToken, TaskCancelled
 from alex.agent.context import estimate_tokens, fit_context
 from alex.agent.context_window import conversation_budget
+from alex.agent.known_files import known_files
 from alex.agent.lifecycle import TaskLifecycle
 from alex.agent.llm import Completion, LLMCancelled, LLMClient, LLMError, RetryNotice
 from alex.agent.prompts import ANALYSIS_PROMPT, REPEAT_PROMPT, SYSTEM_PROMPT
@@ -88,6 +89,8 @@ class AgentLoop:
         if session is None:  # deleted as the task started
             raise SessionGone(run.task["session_id"])
         conversation = session["messages"]
+        workspace = workspace_dir(self._config.workspace_root, run.task["session_id"], create=True)
+        run.known_files.update(known_files(conversation, workspace))
         conversation.append({"role": "user", "content": run.task["task"]})
         until_stored(self._store.save_messages, run.task["session_id"], conversation)
         answer = self._iterate(run, conversation)
@@ -167,10 +170,16 @@ class AgentLoop:
         messages = fit_context([{"role": "system", "content": SYSTEM_PROMPT}, *conversation], budget)
         run.emit("thinking", iteration=run.iteration, message_count=len(messages))
         return self._llm.stream(
-            messages, self._tool_specs, token=run.token,
+            messages, self._tool_specs, token=run.token, max_tokens=self._output_cap(),
             on_text=lambda delta: run.emit("think_delta", iteration=run.iteration, delta=delta),
             on_retry=lambda notice: self._report_retry(run, notice),
         )
+
+    def _output_cap(self) -> int | None:
+        """max_tokens for a turn: ALEX_LLM_MAX_OUTPUT_TOKENS, at most a quarter of a known context (the
+        conversation's budget leaves 40% of it); None when the setting is 0."""
+        cap, window = self._config.llm_max_output_tokens, self._llm.context_window()
+        return (min(cap, window // 4) if window else cap) or None
 
     def _report_retry(self, run: Run, notice: RetryNotice) -> None:
         note = " (the partial reply above is discarded)" if notice.discarded_text else ""

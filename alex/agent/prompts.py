@@ -12,6 +12,8 @@ small exact replacements (old_string must match exactly once), `file_write` for 
 commands, tests and builds (non-interactive; no network).
 - For a long task of many steps, or when the user asks for todos, keep a plan with `todo_write` and its \
 statuses current (pending, in_progress, completed); a small task needs no todo list.
+- Never guess what a file holds or what a command prints: find out with the tools first. Use the exact file \
+names the user gives.
 - Check your work (run it, run the tests) before you say it is done.
 - When a tool fails, read the error and try a different approach; do not repeat the same failing call.
 - When you are finished, reply without calling a tool: a concise final answer for the user that says what \

@@ -1,7 +1,9 @@
 """The repeated-call guard: a tool call identical to an earlier one of the task, with nothing changed since.
 
 A call repeats an earlier one when it has the same tool and the same arguments (compared as parsed JSON, key order
-ignored) and no call that can change the workspace or the todos ran between them. A repeat of a read-only or
+ignored) and no call that can change what it looks at ran between them: the todo tools look at the todos, which
+only todo_write changes; every other tool at the workspace, which bash, file_write and file_edit change (a model
+alternating file_read of one file with todo_write is repeating its reads). A repeat of a read-only or
 idempotent tool (file_read, list_files, grep, todo_read, file_write, file_edit, todo_write) is not run again: the model
 gets the first result, with a note. A repeated bash command does run again — a command may depend on time or on the
 world outside (a flaky test, a server starting) — and its result carries the note. After MAX_REPEATS repeats in one
@@ -19,6 +21,7 @@ from alex.agent.call_arguments import parse_object
 from alex.agent.llm_types import ToolCall
 
 MAX_REPEATS = 3
+TODO_TOOLS = frozenset({"todo_read", "todo_write"})  # look at the todos; all other tools at the workspace
 CHANGES_STATE = frozenset({"bash", "file_write", "file_edit", "todo_write"})
 RUNS_AGAIN = frozenset({"bash"})
 _QUOTED_RESULT_CHARS = 4000
@@ -30,8 +33,13 @@ class Earlier:
 
     iteration: int
     message: str
-    state: int  # the state counter after it ran
+    state: int  # its part's state counter after it ran
     last_iteration: int = 0  # the latest reply that made this call (answered or not)
+
+
+def _part(call: ToolCall) -> str:
+    """What the call looks at and may change: "todos" or "workspace"."""
+    return "todos" if call.name in TODO_TOOLS else "workspace"
 
 
 def _key(call: ToolCall) -> tuple[str, str]:
@@ -45,14 +53,14 @@ class RepeatGuard:
 
     def __init__(self) -> None:
         self._seen: dict[tuple[str, str], Earlier] = {}
-        self._state = 0  # bumped by every call that can change the workspace or the todos
+        self._states = {"workspace": 0, "todos": 0}  # bumped by every call that can change that part
         self.repeats = 0
 
     def earlier(self, call: ToolCall, iteration: int) -> Earlier | None:
         """The identical earlier call when nothing has changed since it ran, else None. It counts as a repeat
         unless it was made in the same reply (`iteration`): a model's duplicated parallel call is no loop."""
         found = self._seen.get(_key(call))
-        if found is None or found.state != self._state:
+        if found is None or found.state != self._states[_part(call)]:
             return None
         if found.last_iteration != iteration:
             self.repeats += 1
@@ -61,10 +69,10 @@ class RepeatGuard:
     def record(self, call: ToolCall, iteration: int, message: str, ran: bool) -> None:
         """Remember a call's answer; a call that ran and can change state makes every earlier call stale."""
         if ran and call.name in CHANGES_STATE:
-            self._state += 1
+            self._states[_part(call)] += 1
         key = _key(call)
         if ran or key not in self._seen:
-            self._seen[key] = Earlier(iteration, message, self._state)
+            self._seen[key] = Earlier(iteration, message, self._states[_part(call)])
         self._seen[key].last_iteration = iteration
 
     @property
