@@ -34,8 +34,8 @@ lint: $(VENV)/.dev  ## ruff over the whole tree, mypy over alex/
 test: lint system-deps  ## lint, then the whole test suite (unit, API, end-to-end with real gunicorn and Redis)
 	$(BIN)/pytest -q
 
-system-deps:  ## what tests and sandbox need besides Python: redis-server, nginx, bwrap (apt-get installs them when missing, as root)
-	@for tool in redis-server:redis-server nginx:nginx bwrap:bubblewrap; do \
+system-deps:  ## what tests and sandbox need besides Python: redis-server, nginx, bwrap, chromium + chromedriver (apt-get installs them when missing, as root)
+	@for tool in redis-server:redis-server nginx:nginx bwrap:bubblewrap chromium:chromium chromedriver:chromium-driver; do \
 		command -v $${tool%%:*} >/dev/null || [ -x /usr/sbin/$${tool%%:*} ] || { command -v apt-get >/dev/null && \
 		[ "$$(id -u)" = 0 ] && { apt-get update -qq; apt-get install -y -qq $${tool#*:} >/dev/null; }; } || \
 		echo "alex: the tests need $${tool%%:*} (apt-get install $${tool#*:})"; \

@@ -69,9 +69,10 @@ def register_request_id(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    """Mount the API blueprints (streams answer `Connection: close`: see CloseAfterStream)."""
-    from alex.api import openapi, ops, sessions, stream, tasks
+    """Mount the API blueprints and the web console (streams answer `Connection: close`: see CloseAfterStream)."""
+    from alex import web
+    from alex.api import openapi, ops, sessions, stream, tasks, ws
 
-    for module in (ops, tasks, sessions, stream, openapi):
+    for module in (ops, tasks, sessions, stream, ws, openapi, web):
         app.register_blueprint(module.bp)
     app.wsgi_app = stream.CloseAfterStream(app.wsgi_app)  # type: ignore[method-assign]

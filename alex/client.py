@@ -12,8 +12,7 @@ from urllib.parse import quote
 
 import requests
 
-from alex.agent.llm_stream import SSEDecoder
-from alex.agent.llm_types import LLMError
+from alex.sse_decode import EventStreamTooLong, SSEDecoder
 
 DEFAULT_URL = "http://localhost:8080"
 EXIT_CLIENT_ERROR = 4  # the server is down, refused the key, does not know the id, or refused the request
@@ -162,7 +161,7 @@ class EventStream:
             outage.reason = "the server ended the stream"
         except _TRANSIENT as error:
             outage.reason = f"the stream broke ({_reason(error)})"
-        except LLMError as error:  # the decoder's refusal of a line longer than any event alex sends
+        except EventStreamTooLong as error:  # the decoder's refusal of a line longer than any event alex sends
             raise ClientError(f"{self.client.url} sent no event stream: {error}") from None
         except Exception as error:  # urllib3's own errors when the connection is cut mid-read
             if "urllib3" not in type(error).__module__:

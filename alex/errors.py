@@ -42,6 +42,10 @@ class BadRequest(AlexError):
     status, code = 400, "bad_request"
 
 
+class Forbidden(AlexError):
+    status, code = 403, "forbidden"
+
+
 class NotFound(AlexError):
     status, code = 404, "not_found"
 

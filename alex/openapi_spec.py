@@ -14,6 +14,7 @@ from werkzeug.routing import Rule
 from alex import schemas
 from alex.ids import ID_PATTERN
 from alex.openapi_paths import OPERATIONS, Operation, error
+from alex.openapi_socket import socket_operation
 from alex.openapi_stream import event_components, stream_operation
 
 OPENAPI_VERSION = "3.0.3"
@@ -22,14 +23,15 @@ _IGNORED_METHODS = {"HEAD", "OPTIONS"}  # HEAD mirrors GET; OPTIONS is the CORS 
 _RULE_ARGUMENT = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 _REQUEST_ID = {"$ref": "#/components/headers/X-Request-ID"}
 _DESCRIPTION = """\
-Runs an AI coding agent on request and streams every step over Server-Sent Events.
+Runs an AI coding agent on request and streams every step over Server-Sent Events (`GET /api/sse`) or a \
+WebSocket (`GET /api/ws`, which also takes task submissions and cancels: its description has the messages).
 
 Every error, whatever its status (including 404, 405, 413, 415, 429 and 500), is the JSON envelope \
 `{"error": {"code", "status", "message", "details"?}}` (schema `ErrorEnvelope`): `code` is a stable machine \
 word, `message` a sentence to act on, `details` optional (per-field messages on 422). A method a URL does not \
 support answers 405 with an `Allow` header; request headers over 32 KiB in all answer 431. Every response \
 carries `X-Request-ID` (the client's, when it sent a well-formed one). With ALEX_API_KEYS set, every `/api/*` \
-call but this document needs `Authorization: Bearer <key>`; `/api/sse` also takes `?access_token=`.
+call but this document needs `Authorization: Bearer <key>`; `/api/sse` and `/api/ws` also take `?access_token=`.
 """
 
 _COMPONENT_SCHEMAS = {  # nested schemas first: registering a parent registers its children under their own names
@@ -51,8 +53,9 @@ _SECURITY_SCHEMES = {
     "bearerAuth": {"type": "http", "scheme": "bearer",
                    "description": "An API key of ALEX_API_KEYS; required on every /api/* call when it is set."},
     "accessToken": {"type": "apiKey", "in": "query", "name": "access_token",
-                    "description": "For /api/sse only (EventSource cannot send headers): a short-lived stream token "
-                                   "from POST /api/sessions/{session_id}/stream-token (never an API key: 401)."},
+                    "description": "For /api/sse and /api/ws only (browsers cannot send headers there): a short-lived "
+                                   "stream token from POST /api/sessions/{session_id}/stream-token (never an API "
+                                   "key: 401)."},
     "metricsToken": {"type": "http", "scheme": "bearer",
                      "description": "ALEX_METRICS_TOKEN; required on /metrics when it is set (an API key is not)."},
 }
@@ -103,10 +106,10 @@ def _add_components(spec: APISpec) -> None:
 
 def _operations_by_path(app: Flask) -> dict[str, dict[str, Operation]]:
     """Walk the URL map so that no route is forgotten; a route the table lacks gets a marked stub."""
-    described = {**OPERATIONS, ("get", "/api/sse"): stream_operation}
+    described = {**OPERATIONS, ("get", "/api/sse"): stream_operation, ("get", "/api/ws"): socket_operation}
     paths: dict[str, dict[str, Operation]] = {}
     for rule in sorted(app.url_map.iter_rules(), key=lambda rule: rule.rule):
-        if rule.endpoint == "static":
+        if is_static(rule):
             continue
         path = openapi_path(rule.rule)
         methods = sorted((rule.methods or set()) - _IGNORED_METHODS)
@@ -118,6 +121,11 @@ def _operations_by_path(app: Flask) -> dict[str, dict[str, Operation]]:
             operation["responses"] = _with_request_id(operation["responses"])
             paths.setdefault(path, {})[method.lower()] = operation
     return paths
+
+
+def is_static(rule: Rule) -> bool:
+    """True for a route serving static files (the app's, or a blueprint's such as the console's /console/)."""
+    return rule.endpoint == "static" or rule.endpoint.endswith(".static")
 
 
 def _undocumented(app: Flask, rule: Rule) -> Operation:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, post_dump, pre_load, validate, validates
+from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, post_dump, pre_load, validate, validates
 
 from alex.ids import ID_RULE, client_session_id, is_valid_id
 
@@ -85,6 +85,23 @@ class StreamQuerySchema(StrictSchema):
     session_id = fields.String(required=True, validate=_ID)
     last_event_id = fields.String()  # its form depends on the store: checked by the view (400 when malformed)
     access_token = fields.String(load_only=True)
+
+
+class SocketMessageSchema(Schema):
+    """A client message on /api/ws: `type` says what to do, the client's `request_id` comes back on its reply; the
+    other fields are the call's (a submit's are the POST /api/tasks body, checked there)."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    type = fields.String(required=True, validate=validate.OneOf(("submit", "cancel")))
+    request_id = fields.String(validate=validate.Length(min=1, max=128))
+
+
+class SocketCancelSchema(StrictSchema):
+    """The fields of a `cancel` message on /api/ws (besides `type` and `request_id`)."""
+
+    task_id = fields.String(required=True)
 
 
 class UsageSchema(Schema):

@@ -6,6 +6,7 @@
   the p99 the Redis path adds.
 - cross-server: two alex servers on one Redis; a task posted to A, its events streamed from B; latency from the
   XADD (the entry id's millisecond) to arrival, and Redis commands per event (`INFO commandstats`).
+- storm: the reconnect storm (benchmarks/storm.py) on Redis with WEB_CONCURRENCY=2.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import phases
+from benchmarks import phases, storm
 from benchmarks.client import close_all, http_request, open_streams, wait_ended
 from benchmarks.fake_llm import task_text
 from benchmarks.frames import Tally, TimestampCache, latency_summary, parse_stream
@@ -81,6 +82,10 @@ async def run(bench: Any, redis: RedisServer, results: dict[str, Any]) -> None:
     _progress(f"redis: fan-out latency at {streams} streams, Redis and embedded")
     section["cross_server"] = await two_servers(bench, redis, args.cross_events, args.cross_pace)
     _progress("redis: XADD-to-delivery across two servers")
+    if args.storm_clients:  # the PaaS set-up: two workers on one Redis take the storm of a restart
+        section["storm"] = await storm.run(bench, args.storm_clients, args.storm_sessions, args.storm_deltas,
+                                           **redis_settings(redis, "storm:", 2, bench.scratch / "metrics-storm"))
+        _progress(f"redis: reconnect storm of {args.storm_clients} clients, 2 workers")
 
 
 async def two_servers(bench: Any, redis: RedisServer, events: int, pace_s: float) -> dict[str, Any]:

@@ -144,22 +144,27 @@ def redis_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def storm_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """The reconnect storm: every client resumed exactly, and how long it took against N fresh naive connections."""
-    storm = results.get("storm")
+    """The reconnect storms: on the embedded store (one worker), and on Redis with two workers when it ran."""
+    rows = _storm_rows(results.get("storm"), "")
+    return rows + _storm_rows(results.get("redis", {}).get("storm"), " (Redis, 2 workers)")
+
+
+def _storm_rows(storm: dict[str, Any] | None, where: str) -> list[dict[str, Any]]:
+    """Every client resumed exactly, and how long it took against N fresh naive connections."""
     if not storm:
         return []
     alex, naive = storm["alex"], storm["naive"]
     clients = alex["clients"]
     exact = clients - alex["not_resumed"] if not (alex["lost"] or alex["duplicated_or_disordered_streams"]) else 0
     return [
-        _row(f"reconnect storm: {clients} clients resumed exactly (nothing lost, no duplicate)",
+        _row(f"reconnect storm{where}: {clients} clients resumed exactly (nothing lost, no duplicate)",
              f"{exact}/{clients}", None, "", "all", exact == clients and alex["streams_ended"] == clients),
-        _compare(f"reconnect storm, {clients} clients: all resumed (alex) vs all connected (naive)",
+        _compare(f"reconnect storm{where}, {clients} clients: all resumed (alex) vs all connected (naive)",
                  alex["done_s"], naive["open_s"], "s", STORM_RATIO),
-        _row(f"reconnect storm, {clients} clients: all connected", alex["open_s"], naive["open_s"], "s", "", None,
-             _ratio(alex["open_s"], naive["open_s"])),
-        _row("reconnect storm: server CPU per stream", _per(alex["cpu_s"], clients), _per(naive["cpu_s"], clients),
-             "ms", "", None, _ratio(alex["cpu_s"], naive["cpu_s"])),
+        _row(f"reconnect storm{where}, {clients} clients: all connected", alex["open_s"], naive["open_s"], "s", "",
+             None, _ratio(alex["open_s"], naive["open_s"])),
+        _row(f"reconnect storm{where}: server CPU per stream", _per(alex["cpu_s"], clients),
+             _per(naive["cpu_s"], clients), "ms", "", None, _ratio(alex["cpu_s"], naive["cpu_s"])),
     ]
 
 

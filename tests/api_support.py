@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+# What makes a GET an opening WebSocket handshake (werkzeug routes only those to /api/ws).
+WS_HANDSHAKE = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+
 
 def services(app):
     """The app's process services (store, publisher, broadcaster, runner, ...)."""

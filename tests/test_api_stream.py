@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from alex.streaming.stream import LOG_PAGE
 from tests.api_support import assert_envelope, services
 from tests.store_fixtures import exclusive_lock
 
@@ -97,6 +98,33 @@ def test_replay_from_a_query_cursor(client, open_stream, logged, cursor_index, e
     assert all(m.json()["id"] == m.id and m.json()["session_id"] == "s1" for m in stream.events())
 
 
+def test_a_replay_longer_than_a_page_continues_from_the_log_in_order(stream_app, client, open_stream):
+    svc = services(stream_app)
+    svc.store.ensure_session("long")
+    ids = [svc.publisher.publish("long", "note", task_id="task-x", n=n).id for n in range(LOG_PAGE * 2 + 7)]
+    stream = open_stream(client, "session_id=long&last_event_id=0")
+    stream.read_until(lambda messages: len(messages) >= 1 + len(ids))
+    assert [m.id for m in stream.events()] == ids
+
+
+def test_an_event_logged_just_after_the_opens_read_reaches_the_stream_once(stream_app, client, open_stream, logged,
+                                                                          monkeypatch):
+    """A task appends and publishes between the store's read at the open and the stream's first step."""
+    svc, late = services(stream_app), []
+    read = svc.store.stream_start
+
+    def read_then_append(*args, **kwargs):
+        start = read(*args, **kwargs)
+        late.append(svc.publisher.publish("s1", "note", task_id="task-x", n=99).id)
+        return start
+
+    monkeypatch.setattr(svc.store, "stream_start", read_then_append)
+    stream = open_stream(client, f"session_id=s1&last_event_id={logged[1]}")
+    stream.read_until(lambda messages: len(messages) >= 1 + 3 + 1)
+    stream.read_until(lambda _: "ping" in stream.parser.comments)  # and nothing more before a quiet interval
+    assert [m.id for m in stream.events()] == logged[2:] + late
+
+
 def test_last_event_id_header_wins_over_the_query(client, open_stream, logged):
     stream = open_stream(client, f"session_id=s1&last_event_id={logged[0]}", {"Last-Event-ID": logged[3]})
     stream.read_until(lambda messages: len(messages) >= 2)
@@ -165,9 +193,10 @@ def test_live_events_of_a_task_arrive_in_order(stream_app, client, controlled_wo
     assert other.events() == []  # isolation
 
 
-def test_cursor_for_an_unknown_session_is_204_and_creates_nothing(client):
+def test_cursor_for_an_unknown_session_is_204_and_creates_nothing(stream_app, client):
     response = client.get("/api/sse?session_id=ghost&last_event_id=42")
     assert response.status_code == 204
+    assert services(stream_app).broadcaster.count() == 0
     assert response.get_data() == b""
     response = client.get("/api/sse?session_id=ghost", headers={"Last-Event-ID": "42"})
     assert response.status_code == 204

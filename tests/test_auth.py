@@ -10,6 +10,7 @@ import pytest
 from alex.config import ConfigError
 from alex.security.keys import ApiKeys, owner_id
 from alex.security.stream_tokens import StreamTokens
+from tests.api_support import WS_HANDSHAKE
 
 KEY_A = "alex-test-key-A-0123456789abcdef"
 KEY_B = "alex-test-key-B-fedcba9876543210"
@@ -28,6 +29,7 @@ API_ROUTES = [
     ("DELETE", "/api/sessions/s-unknown", None),
     ("POST", "/api/sessions/s-new/stream-token", None),
     ("GET", "/api/sse?session_id=s-unknown&last_event_id=5", None),  # 204 at once: no stream to close
+    ("GET", "/api/ws?session_id=s-unknown&last_event_id=5", None),  # the same, as an opening handshake
 ]
 ROUTE_IDS = [f"{method} {path}" for method, path, _ in API_ROUTES]
 
@@ -38,8 +40,9 @@ def bearer(key: str) -> dict[str, str]:
 
 
 def call(client, method: str, path: str, body=None, headers=None):
-    """One request, the response closed before it is returned (its body is buffered)."""
-    response = client.open(path, method=method, json=body, headers=headers or {}, buffered=True)
+    """One request, the response closed before it is returned (its body is buffered); /api/ws asks to upgrade."""
+    headers = {**(WS_HANDSHAKE if path.startswith("/api/ws") else {}), **(headers or {})}
+    response = client.open(path, method=method, json=body, headers=headers, buffered=True)
     response.close()
     return response
 
@@ -67,7 +70,8 @@ def assert_unauthorized(response, *secrets: str) -> None:
 
 def test_the_route_table_covers_every_api_route(keyed_app):
     adapter = keyed_app.url_map.bind("localhost")
-    covered = {adapter.match(path.split("?")[0], method)[0] for method, path, _ in API_ROUTES}
+    covered = {adapter.match(path.split("?")[0], method, websocket=path.startswith("/api/ws"))[0]
+               for method, path, _ in API_ROUTES}
     api_endpoints = {rule.endpoint for rule in keyed_app.url_map.iter_rules()
                      if rule.rule.startswith("/api/") and rule.rule != "/api/openapi.json"}
     assert covered == api_endpoints

@@ -57,10 +57,12 @@ def test_tiny_benchmark_loses_nothing_and_writes_its_results(tmp_path):
     assert "bench: hub monitor on" in Path(results["hub_check"][0]["log"]).read_text()
     assert [row for row in results["table"] if row["metric"].startswith("events lost")][0]["alex"] == 0
     assert "alex/naive" in completed.stdout
-    storm = results["storm"]["alex"]
-    assert storm["streams_ended"] == 10 and storm["not_resumed"] == storm["lost"] == 0, storm
-    assert storm["duplicated_or_disordered_streams"] == 0 and storm["deliveries"] > 0
-    assert results["storm"]["naive"]["opened"] == 10
+    for storm, store in ((results["storm"], "embedded"), (results["redis"]["storm"], "redis")):
+        alex = storm["alex"]
+        assert alex["store"] == store and alex["streams_ended"] == 10 and alex["not_resumed"] == alex["lost"] == 0
+        assert alex["duplicated_or_disordered_streams"] == 0 and alex["deliveries"] > 0, alex
+        assert storm["naive"]["opened"] == 10
+    assert any(row["metric"].startswith("reconnect storm (Redis, 2 workers)") for row in results["table"])
     redis_phases = results["redis"]["scale"] + results["redis"]["latency"]
     assert [(p["store"], p["workers"]) for p in redis_phases] == [("redis", 2), ("redis", 1), ("redis", 1),
                                                                   ("embedded", 1)]

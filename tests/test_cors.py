@@ -253,3 +253,17 @@ def test_normalize_origin(origin, normalized):
 ])
 def test_parse_forwarded(header, elements):
     assert parse_forwarded(header) == elements
+
+
+@pytest.mark.parametrize(("before", "after"), [(None, "Origin"), ("Accept-Encoding", "Accept-Encoding, Origin"),
+                                               ("origin", "origin")])
+def test_vary_origin_keeps_what_vary_said(before, after):
+    from flask import Response
+
+    from alex.security.cors import _vary_on_origin
+
+    response = Response()
+    if before is not None:
+        response.headers["Vary"] = before
+    _vary_on_origin(response)
+    assert response.headers.getlist("Vary") == [after]

@@ -136,23 +136,24 @@ def test_an_append_that_raced_a_deletion_never_reaches_a_new_session_of_the_same
     store.delete_session("s1")
     store.ensure_session("s1")
     store._events._pending.append((late_id, "s1", "n", '{"late":1}'))
-    assert store.resume_cursor("s1", old.id) == "0"  # the old incarnation's cursor replays the new one
+    assert store.stream_start("s1", old.id).cursor == "0"  # the old incarnation's cursor replays the new one
     new = store.append_event("s1", "n", '{"new":1}')
     assert [event.id for event in store.events_after("s1", "0", 10)] == [new.id]
     assert [row[0] for row in logged_rows(db_path)] == [int(new.id)]
 
 
-def test_resume_cursor_rules(store):
+def test_stream_start_cursor_rules(store):
     store.ensure_session("s1")
     ids = [store.append_event("s1", "n", "{}").id for _ in range(3)]
     store.ensure_session("s2")
     elsewhere = store.append_event("s2", "n", "{}").id
-    assert store.resume_cursor("s1", None) == ids[-1]  # no cursor: after the newest event
-    assert store.resume_cursor("s1", ids[0]) == ids[0]
-    assert store.resume_cursor("s1", "0") == "0"
-    assert store.resume_cursor("s1", elsewhere) == elsewhere  # newer than its log (a crash lost some): after it
-    assert store.resume_cursor("s1", str(10**15)) == "0"  # never issued by this store: from the start
-    assert store.resume_cursor("s2", ids[0]) == "0"  # before the session existed: an earlier incarnation's
+    resumed = lambda session_id, cursor: store.stream_start(session_id, cursor).cursor  # noqa: E731
+    assert resumed("s1", None) == ids[-1]  # no cursor: after the newest event
+    assert resumed("s1", ids[0]) == ids[0]
+    assert resumed("s1", "0") == "0"
+    assert resumed("s1", elsewhere) == elsewhere  # newer than its log (a crash lost some): after it
+    assert resumed("s1", str(10**15)) == "0"  # never issued by this store: from the start
+    assert resumed("s2", ids[0]) == "0"  # before the session existed: an earlier incarnation's
 
 
 def test_a_graceful_close_writes_everything_pending(make_store, db_path):

@@ -24,3 +24,12 @@ def test_imports_without_flask(module):
 def test_the_agent_package_does_not_use_the_http_errors():
     for path in (REPO / "alex" / "agent").rglob("*.py"):
         assert "alex.errors" not in path.read_text(), path
+
+
+def test_the_remote_client_imports_neither_flask_nor_the_agent():
+    """`alex run` against a remote server loads the HTTP client only."""
+    code = ("import sys, alex.client, alex.cli_remote; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('flask', 'werkzeug') or m == 'alex.agent'))")
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "[]"

@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from alex.agent.llm_stream import MAX_LINE_CHARS, SSEDecoder, SSEEvent
+from alex.agent.llm_stream import sse_events
 from alex.agent.llm_types import LLMError
+from alex.sse_decode import MAX_LINE_CHARS, EventStreamTooLong, SSEDecoder, SSEEvent
 from tests.fakes.openai_schema import FIXTURES_DIR
 from tests.sse_parser import SSEParser
 
@@ -83,8 +84,13 @@ def test_a_long_line_fed_in_small_chunks_takes_linear_time_and_the_cap_ends_it()
     for _ in range((MAX_LINE_CHARS - 6) // len(piece)):  # re-splitting the whole buffer each time: minutes
         assert decoder.feed(piece) == []
     assert time.monotonic() - started < 3
-    with pytest.raises(LLMError, match="streamed a line longer than 8 MiB") as raised:
+    with pytest.raises(EventStreamTooLong, match="a line longer than 8 MiB"):
         decoder.feed(piece)
+
+
+def test_an_llm_stream_over_the_cap_is_a_non_retryable_llm_error():
+    with pytest.raises(LLMError, match="streamed a line longer than 8 MiB") as raised:
+        list(sse_events([b"data: ", b"x" * MAX_LINE_CHARS]))
     assert raised.value.retryable is False
 
 
@@ -99,6 +105,6 @@ def test_an_event_of_many_short_data_lines_is_capped_too():
     decoder, line = SSEDecoder(), b"data: " + b"z" * 1000 + b"\n"
     for _ in range(MAX_LINE_CHARS // 1001):
         assert decoder.feed(line) == []
-    with pytest.raises(LLMError, match="streamed an event longer than 8 MiB"):
+    with pytest.raises(EventStreamTooLong, match="an event longer than 8 MiB"):
         decoder.feed(line * 2)
     assert SSEDecoder().feed(line + b"\n") == [SSEEvent("z" * 1000)]

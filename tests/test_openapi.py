@@ -9,7 +9,7 @@ import schemathesis
 from flask import Blueprint
 
 from alex.event_schemas import EVENT_SCHEMAS
-from alex.openapi_spec import UNDOCUMENTED, openapi_path
+from alex.openapi_spec import UNDOCUMENTED, is_static, openapi_path
 from alex.schemas import ErrorEnvelopeSchema, StreamQuerySchema, TaskListQuerySchema
 from tests.agent_support import agent_settings, analysis, run_task, task_events
 from tests.fakes.openai_server import error, text, tool_calls
@@ -64,7 +64,7 @@ def test_the_document_is_valid_openapi_3(document):
 def test_every_route_except_static_is_documented(app, document):
     documented = set()
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
+        if is_static(rule):
             continue
         for method in rule.methods - IGNORED_METHODS:
             op = operation(document, method.lower(), openapi_path(rule.rule))
@@ -104,9 +104,19 @@ def test_auth_schemes_are_declared_and_the_stream_takes_access_token(document):
     assert schemes["bearerAuth"] == {**schemes["bearerAuth"], "type": "http", "scheme": "bearer"}
     assert (schemes["accessToken"]["in"], schemes["accessToken"]["name"]) == ("query", "access_token")
     assert {"accessToken": []} in operation(document, "get", "/api/sse")["security"]
+    assert {"accessToken": []} in operation(document, "get", "/api/ws")["security"]
     assert {"bearerAuth": []} in operation(document, "post", "/api/tasks")["security"]
     assert operation(document, "get", "/health")["security"] == []
     assert operation(document, "get", "/api/openapi.json")["security"] == []
+
+
+def test_the_websocket_documents_its_messages_and_close_codes(document):
+    socket = operation(document, "get", "/api/ws")
+    assert "101" in socket["responses"] and "403" in socket["responses"]
+    for words in ('"type":"event"', '"type":"reply"', '"type":"submit"', '"type":"cancel"', "request_id", "1012",
+                  "last_event_id", "Origin"):
+        assert words in socket["description"], words
+    assert "/api/ws" in document["info"]["description"]
 
 
 def test_the_document_is_open_when_api_keys_are_set(make_app, controlled_work):

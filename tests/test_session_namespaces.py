@@ -147,6 +147,16 @@ def test_a_session_stored_before_namespacing_stays_its_owners(client):
     assert store.get_session(f"{OWNER_2}.legacy") is not None
 
 
+def test_a_stream_of_a_session_stored_before_namespacing_replays_it(client, open_stream):
+    store, broadcaster = services(client.application).store, services(client.application).broadcaster
+    store.ensure_session("legacy", OWNER_1)
+    submit(client, KEY_1, "legacy")
+    stream = open_stream(client, "session_id=legacy&last_event_id=0", headers=auth(KEY_1))
+    messages = stream.read_until(lambda ms: any(m.event == "task_complete" for m in ms))
+    assert json.loads(messages[0].data)["session_id"] == "legacy"
+    assert broadcaster.count(session_id="legacy") == 1 and broadcaster.count() == 1  # only the legacy one's
+
+
 def test_without_keys_ids_are_stored_as_given(make_app, controlled_work):
     controlled_work.release.set()
     client = make_app(work=controlled_work).test_client()

@@ -13,6 +13,7 @@ import time
 from alex.agent.runner import worker_gone, worker_identity
 from alex.clock import now_iso
 from alex.store.base import StoredEvent
+from alex.store.sqlite import SQLiteStore
 from alex.store.sqlite_bus import SQLiteBus
 from alex.store.sqlite_ids import ID_BLOCK
 from alex.streaming.broadcaster import READ_LOG, Broadcaster
@@ -156,7 +157,7 @@ def test_a_parked_stream_is_not_sent_again_what_a_tail_delivers_late(tmp_path):
         ours.close()
         theirs.close()
     assert b"id: 3" not in received and b"id: 4" not in received and b"id: 5" not in received
-    assert stream.cursor == "6"
+    wait_for(lambda: stream.cursor == "6")  # the pump's thread moves the cursor just after its write
 
 
 def test_a_tail_starts_after_the_lowest_cursor_or_the_windows_newest_frame_whichever_is_later():
@@ -170,3 +171,69 @@ def test_a_tail_starts_after_the_lowest_cursor_or_the_windows_newest_frame_which
     broadcaster.unsubscribe(replaying)
     broadcaster.unsubscribe(caught_up)
     assert broadcaster.tail_starts() == {}
+
+
+def test_a_catch_up_delivers_what_another_process_wrote_at_once_and_the_tail_not_again(make_store):
+    here, other = make_store(), make_store()
+    other.ensure_session("s")
+    delivered: list = []
+    bus = SQLiteBus(here, poll_s=0.02)
+    bus.start(delivered.append, watched=lambda: {"s": "0"})
+    try:
+        ids = append(other, "s", 3)
+        assert other.flush(10)
+        bus.catch_up("s")
+        assert [event.id for event in delivered[:3]] == ids  # at once (the tail may also have passed: not twice)
+        ids += append(other, "s", 1)
+        assert other.flush(10)
+        wait_for(lambda: len(delivered) >= 4)  # the tail's pass: the new one only, not the three again
+        bus.catch_up("s")
+        bus.catch_up("unwatched")
+    finally:
+        bus.close()
+    assert [event.id for event in delivered] == ids
+
+
+def test_a_task_started_here_after_one_that_ran_elsewhere_streams_in_id_order(make_app, controlled_work, monkeypatch,
+                                                                              open_stream):
+    """The handover of a reload: the old process wrote the session's last events and the tail has not passed
+    yet (POLL_S); a task starting here must not publish before them, or streams here skip them for good."""
+    monkeypatch.setattr("alex.store.sqlite_bus.POLL_S", 3600.0)  # the tail never passes during this test
+    controlled_work.release.set()
+    app = make_app(work=controlled_work, ALEX_SSE_HEARTBEAT_S="0.05")
+    client, svc = app.test_client(), app.extensions["alex"]
+    svc.store.ensure_session("s")
+    stream = open_stream(client, "session_id=s&last_event_id=0")
+    stream.read_until(lambda messages: len(messages) >= 1)
+    old_process = SQLiteStore(svc.store.path)
+    try:
+        written_elsewhere = append(old_process, "s", 3)
+        assert old_process.flush(10)
+    finally:
+        old_process.close()
+    assert client.post("/api/tasks", json={"task": "next", "session_id": "s"}).status_code == 202
+    messages = stream.read_until(lambda ms: any(m.event == "task_complete" for m in ms))
+    ids = [m.id for m in messages[1:]]
+    assert ids[:3] == written_elsewhere and ids == sorted(ids, key=int)
+
+
+def test_a_task_that_ran_elsewhere_ended_here_streams_in_id_order(make_app, controlled_work, monkeypatch, open_stream):
+    """A process ending another's task (worker_lost, a cancel of a task nobody runs) publishes its terminal event
+    after what that process wrote, not before."""
+    monkeypatch.setattr("alex.store.sqlite_bus.POLL_S", 3600.0)  # the tail never passes during this test
+    app = make_app(work=controlled_work, ALEX_SSE_HEARTBEAT_S="0.05")
+    client, svc = app.test_client(), app.extensions["alex"]
+    svc.store.ensure_session("s")
+    stream = open_stream(client, "session_id=s&last_event_id=0")
+    stream.read_until(lambda messages: len(messages) >= 1)
+    old_process = SQLiteStore(svc.store.path)
+    try:
+        old_process.create_task({"id": "t-old", "session_id": "s", "owner": "", "task": "x", "created_at": now_iso()})
+        assert old_process.start_task("t-old", "gone:1:x", time.time() - 1)
+        written_elsewhere = append(old_process, "s", 2)
+        assert old_process.flush(10)
+    finally:
+        old_process.close()
+    assert svc.lifecycle.reap_expired(time.time(), held=set()) == 1
+    messages = stream.read_until(lambda ms: any(m.event == "error" for m in ms))
+    assert [m.id for m in messages[1:3]] == written_elsewhere and messages[3].event == "error"

@@ -159,29 +159,35 @@ def test_owner_namespaced_session_ids_work_like_any_other(store):
 def test_cursor_rules(store):
     store.ensure_session("s1")
     old = [store.append_event("s1", "n", "{}").id for _ in range(3)]
-    assert store.resume_cursor("s1", None) == old[-1]
-    assert store.resume_cursor("s1", "0") == "0"
-    assert store.resume_cursor("s1", old[0]) == old[0]
+    resumed = lambda cursor: store.stream_start("s1", cursor).cursor  # noqa: E731
+    assert resumed(None) == old[-1]
+    assert resumed("0") == "0"
+    assert resumed(old[0]) == old[0]
     store.delete_session("s1")
     time.sleep(0.002)  # Redis ids are milliseconds: the new session starts in a later one
     store.ensure_session("s1")
     store.ensure_session("s2")
     newer = store.append_event("s2", "n", "{}").id
-    assert store.resume_cursor("s1", old[-1]) == "0"  # an earlier incarnation's cursor: from the start
-    assert store.resume_cursor("s1", newer) == newer  # newer than the session's log: after it, no replay
+    assert resumed(old[-1]) == "0"  # an earlier incarnation's cursor: from the start
+    assert resumed(newer) == newer  # newer than the session's log: after it, no replay
 
 
-def test_a_stream_start_answers_owner_closing_and_the_cursor_rules_in_one_call(store):
-    assert store.stream_start("s1", None) is None and store.stream_start("s1", "0") is None
+def test_a_stream_start_answers_owner_closing_the_cursor_and_the_replays_first_page_in_one_call(store):
+    assert store.stream_start("s1", None) is None and store.stream_start("s1", "0", 10) is None
     store.ensure_session("s1", "alice")
-    assert store.stream_start("s1", None) == StreamStart("alice", False, store.resume_cursor("s1", None))
-    old = [store.append_event("s1", "n", "{}").id for _ in range(3)]
-    for cursor in (None, "0", old[0], old[-1]):
-        assert store.stream_start("s1", cursor) == StreamStart("alice", False, store.resume_cursor("s1", cursor))
+    assert store.stream_start("s1", None, 10) == StreamStart("alice", False, "0")
+    old = [store.append_event("s1", "n", f'{{"n":{n}}}') for n in range(3)]
+    assert store.stream_start("s1", None, 10) == StreamStart("alice", False, old[-1].id)  # after the newest: none
+    assert store.stream_start("s1", "0") == StreamStart("alice", False, "0")  # no replay asked
+    assert store.stream_start("s1", "0", 10) == StreamStart("alice", False, "0", tuple(old))
+    assert store.stream_start("s1", old[0].id, 1) == StreamStart("alice", False, old[0].id, (old[1],))
+    assert store.stream_start("s1", old[-1].id, 10) == StreamStart("alice", False, old[-1].id)
     store.delete_session("s1")
     time.sleep(0.002)  # Redis ids are milliseconds: the new session starts in a later one
     store.ensure_session("s1", "bob")
-    assert store.stream_start("s1", old[-1]) == StreamStart("bob", False, "0")  # an earlier incarnation's cursor
+    new = store.append_event("s1", "n", "{}")
+    # An earlier incarnation's cursor: the whole new session.
+    assert store.stream_start("s1", old[-1].id, 10) == StreamStart("bob", False, "0", (new,))
     assert store.mark_session_closing("s1")
     assert store.stream_start("s1", None).closing is True
 

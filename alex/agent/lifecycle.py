@@ -45,10 +45,13 @@ class TaskLifecycle:
         self._store.create_task(task)
         return task
 
-    def start(self, task_id: str, worker: str, lease_until: float) -> bool:
-        """Queued -> running; False when the task was cancelled (or taken) before it started."""
+    def start(self, task: TaskBase, worker: str, lease_until: float) -> bool:
+        """Queued -> running; False when the task was cancelled (or taken) before it started. Once started, the
+        session's streams here get what another process wrote to it first (its previous task may have run there)."""
+        task_id = task["id"]
         started = until_stored(self._store.start_task, task_id, worker, lease_until)
         if started:
+            self._publisher.catch_up(task["session_id"])
             log.info("task started", extra={"task_id": task_id})
             if self.on_started is not None:
                 self.on_started(task_id)

@@ -160,7 +160,7 @@ class TaskRunner:
         try:
             if held.token.cancelled:
                 self._lifecycle.cancel(held.task, held.token.reason)
-            elif self._lifecycle.start(task_id, self.identity, time.time() + self._lease_s):
+            elif self._lifecycle.start(held.task, self.identity, time.time() + self._lease_s):
                 self._work(held.task, held.token)
         except Exception as error:  # the agent must not take the runner down; the task still ends
             log.exception("task %s crashed", task_id)

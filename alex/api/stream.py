@@ -16,10 +16,11 @@ from alex.ids import stored_session_id
 from alex.schemas import StreamQuerySchema
 from alex.security.limits import client_id, enforce_stream_cap
 from alex.services import Services, services
-from alex.store.base import StoreUnavailable
+from alex.store.base import StoreUnavailable, StreamStart
+from alex.streaming.broadcaster import Subscriber
 from alex.streaming.direct import direct_socket
 from alex.streaming.sse import encode_comment, encode_frame
-from alex.streaming.stream import SessionStream
+from alex.streaming.stream import LOG_PAGE, SessionStream
 
 log = logging.getLogger(__name__)
 bp = Blueprint("stream", __name__)
@@ -54,27 +55,56 @@ def stream():
 
 
 def _stream(svc: Services):
+    opened = open_subscription(svc)
+    if isinstance(opened, Response):
+        return opened
+    return _stream_response(svc, *opened)
+
+
+def open_subscription(svc: Services) -> tuple[Subscriber, StreamStart] | Response:
+    """The subscriber of the stream the request asks for (/api/sse, /api/ws) and its start in the store, or the
+    answer that ends it first (204); 400, 404, 429 and 503 are raised. The caller unsubscribes when done."""
     if not request.args.get("session_id"):
         raise SessionIdRequired(
             "Add ?session_id=<id> (letters, digits, '_' or '-'); reuse it to reconnect to the same session."
         )
     args = query_args(_stream_query)
     cursor = _client_cursor(svc, args)
-    session_id = stored_session_id(current_owner(), args["session_id"])  # the stream shows the client its own id
-    # One store call answers the open (a reconnect storm after a restart is thousands of them at once).
-    start = svc.store.stream_start(session_id, cursor)
-    if start is None and (legacy := legacy_session_key(args["session_id"])) is not None:
-        session_id, start = legacy, svc.store.stream_start(legacy, cursor)  # made before ids were namespaced
-    if start is None:
-        if cursor not in (None, "0"):
-            return no_content()  # a stale cursor of a deleted session: tell EventSource to stop reconnecting
-        svc.store.ensure_session(session_id, current_owner())
-        start = svc.store.stream_start(session_id, cursor)
-    if start is None or start.owner != current_owner():
-        raise NotFound("No session with that id.")
-    if start.closing:
-        return no_content()
-    return _open_stream(svc, session_id, start.cursor)
+    client = _admitted_client(svc)
+    subscriber, start = _subscribed(svc, client, args["session_id"], cursor)
+    if start is None or start.closing:  # a stale cursor of a deleted session, or one being deleted:
+        svc.broadcaster.unsubscribe(subscriber)
+        return no_content()  # tell EventSource to stop reconnecting
+    return subscriber, start
+
+
+def _subscribed(svc: Services, client: str, asked: str, cursor: str | None) -> tuple[Subscriber, StreamStart | None]:
+    """The stream's subscriber and what the store says of its session (None: a stale cursor of a deleted one).
+
+    Subscribed before the log is read: an event appended after the read is published after the subscription,
+    so the stream finds it in its window (one both there and in the replay is skipped by its id). One store
+    call answers the open and reads the replay's first page (a reconnect storm after a restart is thousands
+    of them at once). A session this caller names for the first time is made here; 404 for one of another key.
+    """
+    owner = current_owner()
+    subscriber = svc.broadcaster.subscribe(stored_session_id(owner, asked), client=client)
+    try:
+        start = svc.store.stream_start(subscriber.session_id, cursor, LOG_PAGE)
+        if start is None and (legacy := legacy_session_key(asked)) is not None:  # made before ids were namespaced
+            svc.broadcaster.unsubscribe(subscriber)
+            subscriber = svc.broadcaster.subscribe(legacy, client=client)
+            start = svc.store.stream_start(legacy, cursor, LOG_PAGE)
+        if start is None and cursor in (None, "0"):
+            svc.store.ensure_session(subscriber.session_id, owner)
+            start = svc.store.stream_start(subscriber.session_id, cursor, LOG_PAGE)
+            if start is None:
+                raise NotFound("No session with that id.")
+        if start is not None and start.owner != owner:
+            raise NotFound("No session with that id.")
+    except BaseException:
+        svc.broadcaster.unsubscribe(subscriber)
+        raise
+    return subscriber, start
 
 
 def _client_cursor(svc: Services, args: dict) -> str | None:
@@ -91,21 +121,23 @@ def _client_cursor(svc: Services, args: dict) -> str | None:
     return cursor
 
 
-def _open_stream(svc: Services, session_id: str, cursor: str) -> Response:
+def _admitted_client(svc: Services) -> str:
+    """The caller's client id, once this process and the client's cap have room for one more stream."""
     if svc.broadcaster.count() >= svc.config.max_streams:
         raise Overloaded("This server holds as many streams as it can; retry shortly.", headers={"Retry-After": "5"})
     client = client_id()
     enforce_stream_cap(svc.broadcaster, client, svc.config.max_streams_per_client)
-    # Subscribed after the cursor was resolved: the stream's first step reads the log after it, so an event
-    # appended in between is read there (and one also in the window is skipped by its id).
-    subscriber = svc.broadcaster.subscribe(session_id, client=client)
+    return client
+
+
+def _stream_response(svc: Services, subscriber: Subscriber, start: StreamStart) -> Response:
     sock = request.environ.get("gunicorn.socket")
     if sock is not None:
         # Bound every write: a client that stops reading is dropped instead of pinning a greenlet.
         sock.settimeout(svc.config.sse_write_timeout_s)
     body = SessionStream(
-        svc.store, svc.broadcaster, subscriber, cursor, heartbeat_s=svc.config.sse_heartbeat_s,
-        retry_ms=svc.config.sse_retry_ms, direct=direct_socket(request.environ),
+        svc.store, svc.broadcaster, subscriber, start.cursor, replay=start.replay,
+        heartbeat_s=svc.config.sse_heartbeat_s, retry_ms=svc.config.sse_retry_ms, direct=direct_socket(request.environ),
         on_close=None if sock is None else (lambda: _end_connection(sock)),
     )
     response = Response(body, mimetype="text/event-stream", headers=SSE_HEADERS)

@@ -21,7 +21,9 @@ from alex.security.stream_tokens import StreamTokens, TokenRejected
 log = logging.getLogger(__name__)
 
 METRICS_PATH = "/metrics"
-STREAM_PATH = "/api/sse"  # the one route that also takes ?access_token= (EventSource cannot send headers)
+STREAM_PATH = "/api/sse"  # the routes that also take ?access_token= (EventSource and browsers' WebSocket
+SOCKET_PATH = "/api/ws"   # cannot send headers)
+TOKEN_PATHS = frozenset({STREAM_PATH, SOCKET_PATH})
 OPEN_API_PATHS = frozenset({"/api/openapi.json"})
 ACCESS_TOKEN_HELP = (
     "The access token is not a valid stream token (an API key is never accepted in the URL: it would end up in "
@@ -96,7 +98,7 @@ def _caller_owner(security: Security) -> str:
         if owner is None:
             raise Unauthorized("The API key is not valid; send Authorization: Bearer <one of ALEX_API_KEYS>.")
         return owner
-    access_token = request.args.get("access_token") if request.path == STREAM_PATH else None
+    access_token = request.args.get("access_token") if request.path in TOKEN_PATHS else None
     if access_token:
         return _access_token_owner(security, access_token)
     raise Unauthorized("This API needs a key: send Authorization: Bearer <key> "
@@ -120,9 +122,13 @@ def _access_token_owner(security: Security, access_token: str) -> str:
 
     A raw API key is refused here like any other value that is not a stream token: a query string ends up in
     proxy logs and browser history, a key there would be exposed for as long as those are kept.
+
+    The reconnect grace is for EventSource's own reconnects only: a WebSocket can submit tasks, so its token must
+    be fresh. `g.token_session` records the session a token-opened request is confined to.
     """
     try:
-        reconnect = bool(request.headers.get("Last-Event-ID", "").strip())  # EventSource's own reconnect
+        # EventSource's own reconnect
+        reconnect = request.path == STREAM_PATH and bool(request.headers.get("Last-Event-ID", "").strip())
         owner = security.tokens.owner_for(access_token, request.args.get("session_id", ""), reconnect=reconnect)
     except TokenRejected as rejected:
         raise Unauthorized(str(rejected)) from None
@@ -130,6 +136,7 @@ def _access_token_owner(security: Security, access_token: str) -> str:
         owner = None  # signed for a key that has since been removed from ALEX_API_KEYS
     if owner is None:
         raise Unauthorized(ACCESS_TOKEN_HELP)
+    g.token_session = request.args.get("session_id", "")
     return owner
 
 

@@ -67,12 +67,29 @@ class OriginPolicy:
             return True
         # request.scheme/host come from ProxyFix / ForwardedFix only when hops > 0; otherwise they are what a
         # direct client typed in its Host header, which says nothing about who may read the answer.
-        return self.trust_proxy and normalized == normalize_origin(f"{request.scheme}://{request.host}")
+        return self.trust_proxy and normalized == _request_origin()
+
+    def allows_socket(self, origin: str | None) -> bool:
+        """Whether a WebSocket opening handshake with this Origin may proceed. Browsers always send Origin, and
+        WebSocket is outside CORS (a page on any site may open one to us): unless it names an allowed origin
+        or this server's own (the page it served), a page elsewhere is refused (cross-site WebSocket hijacking).
+        Clients that are not browsers send no Origin and are let through to auth."""
+        if origin is None:
+            return True
+        normalized = normalize_origin(origin)
+        return normalized is not None and (self.allows(origin) or normalized == _request_origin())
+
+
+def _request_origin() -> str | None:
+    """The origin the request was sent to, as its Host header (or the trusted proxies) name it."""
+    return normalize_origin(f"{request.scheme}://{request.host}")
 
 
 def register_cors(app: Flask, config: Config) -> None:
-    """Answer preflights with 204 before auth runs, and add CORS headers for allowed origins to every response."""
+    """Answer preflights with 204 before auth runs, and add CORS headers for allowed origins to every response;
+    the policy is kept in `app.extensions["alex.origins"]` (WebSocket handshakes check it too)."""
     policy = OriginPolicy(allowed_origins(config.cors_allowed_origins), config.trusted_proxy_hops > 0)
+    app.extensions["alex.origins"] = policy
     _log_allowed_origins(config, policy)
 
     @app.before_request
@@ -83,7 +100,7 @@ def register_cors(app: Flask, config: Config) -> None:
 
     @app.after_request
     def add_cors_headers(response: Response) -> Response:
-        response.vary.add("Origin")  # caches must not serve one origin's answer to another
+        _vary_on_origin(response)  # caches must not serve one origin's answer to another
         origin = request.headers.get("Origin")
         if origin is None or not policy.allows(origin):
             return response
@@ -95,6 +112,15 @@ def register_cors(app: Flask, config: Config) -> None:
             response.headers["Access-Control-Expose-Headers"] = EXPOSE_HEADERS
         # Never Access-Control-Allow-Credentials: auth is a bearer key, not a cookie.
         return response
+
+
+def _vary_on_origin(response: Response) -> None:
+    """Add `Origin` to the response's Vary header (set directly when there is none: every answer passes here,
+    and werkzeug's parsed header set costs more than the rest of this hook)."""
+    if "Vary" not in response.headers:
+        response.headers["Vary"] = "Origin"
+    else:
+        response.vary.add("Origin")
 
 
 def _log_allowed_origins(config: Config, policy: OriginPolicy) -> None:

@@ -49,12 +49,13 @@ def event_id_key(event_id: str) -> tuple[int, ...]:
 
 @dataclass(frozen=True, slots=True)
 class StreamStart:
-    """What opening a stream of an existing session needs: its owner, whether it is being deleted, and the
-    cursor the stream resumes after (`Store.resume_cursor`'s answer)."""
+    """What opening a stream of an existing session needs: its owner, whether it is being deleted, the cursor
+    the stream resumes after, and the first events after that cursor (its replay's first page)."""
 
     owner: str
     closing: bool
     cursor: str
+    replay: tuple[StoredEvent, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,15 +139,16 @@ class Store(Protocol):
     def is_event_id(self, value: str) -> bool:
         """True when `value` has the form of this store's event ids (a cursor a client may send)."""
 
-    def resume_cursor(self, session_id: str, cursor: str | None) -> str:
-        """Where a stream of the session resumes: after `cursor` when it is an id of this incarnation of the
-        session (also one newer than its newest logged event: a client that saw events a crash lost), "0"
-        for a cursor of an earlier incarnation (deleted and created again) or never issued by this store,
-        and after the newest event when `cursor` is None."""
-
-    def stream_start(self, session_id: str, cursor: str | None) -> StreamStart | None:
+    def stream_start(self, session_id: str, cursor: str | None, replay_limit: int = 0) -> StreamStart | None:
         """Everything a stream's open reads, in one round trip to the store (thousands of clients reconnect at
-        once after a restart): None when the session does not exist."""
+        once after a restart): None when the session does not exist.
+
+        The stream resumes after `cursor` when it is an id of this incarnation of the session (also one newer
+        than its newest logged event: a client that saw events a crash lost), from the start ("0") for a
+        cursor of an earlier incarnation (deleted and created again) or one never issued by this store, and
+        after the newest event when `cursor` is None. `replay` holds up to `replay_limit` events after the
+        cursor the stream resumes after.
+        """
 
     def shared_secret(self, name: str) -> str:
         """A random secret made the first time `name` is asked for and kept by the store: the same for every
@@ -183,6 +185,11 @@ class Bus(Protocol):
 
     def request_cancel(self, task_id: str, reason: str) -> None:
         """Ask every process to stop the task if it holds it (the one that runs it does, at once)."""
+
+    def catch_up(self, session_id: str) -> None:
+        """Before this process publishes the events of a task it starts: deliver now whatever other processes
+        wrote to the session that has not reached this process's streams yet (the previous task may have run
+        elsewhere), so the session's events reach them in id order."""
 
     def close(self) -> None:
         """Stop delivering."""

@@ -31,6 +31,9 @@ class LocalBus:
         if self._deliver is not None:
             self._deliver(event)
 
+    def catch_up(self, session_id: str) -> None:
+        """Nothing to do: every event of the session was published in this process."""
+
     def close(self) -> None:
         """Stop delivering."""
         self._deliver = None

@@ -52,6 +52,9 @@ class RedisBus:
         self._redis.xadd(self._key, {"c": "cancel", "task": task_id, "reason": reason}, maxlen=BUS_LENGTH,
                          approximate=True)
 
+    def catch_up(self, session_id: str) -> None:
+        """Nothing to do: the reader delivers every process's events, this one's too, in the bus stream's order."""
+
     def close(self) -> None:
         """Stop reading (within BLOCK_MS)."""
         self._stopping.set()

@@ -270,9 +270,14 @@ class RedisStore:
         return StoredEvent(str(event_id), session_id, event_type, body)
 
     def events_after(self, session_id: str, cursor: str, limit: int) -> list[StoredEvent]:
-        start = "-" if cursor in ("0", "") or not self.is_event_id(cursor) else f"({cursor}"
-        entries = self._call("xrange", self._key("events", session_id), start, "+", count=limit)
-        return [StoredEvent(entry_id, session_id, fields["t"], fields["b"]) for entry_id, fields in entries]
+        start = _after(cursor) if self.is_event_id(cursor) else "-"
+        return list(self._stored(session_id, self._call("xrange", self._key("events", session_id), start, "+",
+                                                        count=limit)))
+
+    @staticmethod
+    def _stored(session_id: str, entries: list[Any]) -> tuple[StoredEvent, ...]:
+        """XRANGE entries of a session's log as stored events."""
+        return tuple(StoredEvent(entry_id, session_id, fields["t"], fields["b"]) for entry_id, fields in entries)
 
     def latest_event_id(self, session_id: str) -> str | None:
         entries = self._call("xrevrange", self._key("events", session_id), "+", "-", count=1)
@@ -283,27 +288,26 @@ class RedisStore:
             return True
         return _EVENT_ID.fullmatch(value) is not None and all(int(part) < 2**64 for part in value.split("-"))
 
-    def resume_cursor(self, session_id: str, cursor: str | None) -> str:
-        if cursor is None:
-            return self.latest_event_id(session_id) or "0"
-        if cursor == "0":
-            return "0"
-        return _resumed(cursor, self._call("hget", self._key("session", session_id), "first_event_id"))
-
-    def stream_start(self, session_id: str, cursor: str | None) -> StreamStart | None:
-        pipe = self._redis.pipeline(transaction=False)  # one round trip, no MULTI: both reads stand alone
+    def stream_start(self, session_id: str, cursor: str | None, replay_limit: int = 0) -> StreamStart | None:
+        events = self._key("events", session_id)
+        pipe = self._redis.pipeline(transaction=False)  # one round trip, no MULTI: the reads stand alone
         pipe.hmget(self._key("session", session_id), "owner", "closing", "first_event_id")
         if cursor is None:
-            pipe.xrevrange(self._key("events", session_id), "+", "-", count=1)
+            pipe.xrevrange(events, "+", "-", count=1)
+        elif replay_limit:
+            pipe.xrange(events, _after(cursor), "+", count=replay_limit)
         answers = self._execute(pipe)
         owner, closing, first = answers[0]
         if owner is None:
             return None
         if cursor is None:
-            resumed = answers[1][0][0] if answers[1] else "0"
-        else:
-            resumed = "0" if cursor == "0" else _resumed(cursor, first)
-        return StreamStart(owner, closing == "1", resumed)
+            return StreamStart(owner, closing == "1", answers[1][0][0] if answers[1] else "0")
+        resumed = "0" if cursor == "0" else _resumed(cursor, first)
+        if not replay_limit:
+            return StreamStart(owner, closing == "1", resumed)
+        # A cursor of an earlier incarnation resumes from the start: read again from there (rare).
+        entries = answers[1] if resumed == cursor else self._call("xrange", events, "-", "+", count=replay_limit)
+        return StreamStart(owner, closing == "1", resumed, self._stored(session_id, entries))
 
     def flush(self, timeout_s: float) -> bool:
         return True  # nothing waits in memory
@@ -341,8 +345,13 @@ def _faults_mapped(call: Any, *args: Any, **kwargs: Any) -> Any:
         raise
 
 
+def _after(cursor: str) -> str:
+    """The XRANGE start of the events after `cursor` (a valid event id; "0": from the first)."""
+    return "-" if cursor in ("0", "") else f"({cursor}"
+
+
 def _resumed(cursor: str, first_event_id: str | None) -> str:
-    """resume_cursor's rule for a cursor other than "0", given the session's first event id (None: no session)."""
+    """stream_start's rule for a cursor other than "0", given the session's first event id (None: no session)."""
     if first_event_id is None or event_id_key(cursor) < event_id_key(first_event_id):
         return "0"  # a cursor of an earlier session of the same name: the whole session
     return cursor  # Redis itself never loses an acknowledged append: a newer cursor resumes after itself

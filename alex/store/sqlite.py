@@ -123,25 +123,18 @@ class SQLiteStore:
         return 0 < len(value) <= 19 and value.isascii() and value.isdigit()
 
     @on_store_thread
-    def resume_cursor(self, session_id: str, cursor: str | None) -> str:
-        if cursor is None:
-            return str(self._events.latest_id(session_id))
-        first = self._db.connection.execute(
-            "SELECT COALESCE(first_event_id, 0) FROM sessions WHERE id = ?", (session_id,)
-        ).fetchone()
-        return self._resumed(session_id, cursor, None if first is None else first[0])
-
-    @on_store_thread
-    def stream_start(self, session_id: str, cursor: str | None) -> StreamStart | None:
+    def stream_start(self, session_id: str, cursor: str | None, replay_limit: int = 0) -> StreamStart | None:
         row = self._db.connection.execute(
             "SELECT owner, closing, COALESCE(first_event_id, 0) FROM sessions WHERE id = ?", (session_id,)
         ).fetchone()
         if row is None:
             return None
-        return StreamStart(row[0], bool(row[1]), self._resumed(session_id, cursor, row[2]))
+        resumed = self._resumed(session_id, cursor, row[2])
+        replay = self._events.events_after(session_id, int(resumed), replay_limit) if cursor and replay_limit else []
+        return StreamStart(row[0], bool(row[1]), resumed, tuple(replay))
 
     def _resumed(self, session_id: str, cursor: str | None, first: int | None) -> str:
-        """resume_cursor's rule, given the session's first event id (None: no such session); on the store thread."""
+        """stream_start's cursor rule, given the session's first event id (None: no session); on the store thread."""
         if cursor is None:
             return str(self._events.latest_id(session_id))
         position = int(cursor)

@@ -20,7 +20,7 @@ from alex.store.local_bus import LocalBus
 from alex.store.sqlite import SQLiteStore
 
 log = logging.getLogger(__name__)
-POLL_S = 0.25  # how soon another process's events reach this process's streams
+POLL_S = 0.25  # how soon another process's events reach this process's streams (a task starting here: at once)
 BATCH = 500
 
 
@@ -30,13 +30,15 @@ class SQLiteBus(LocalBus):
 
     shared = True  # during a reload or a deploy, another process on the file may hold a task
 
-    def __init__(self, store: SQLiteStore, poll_s: float = POLL_S):
+    def __init__(self, store: SQLiteStore, poll_s: float | None = None):
         super().__init__()
         self._store = store
-        self._poll_s = poll_s
+        self._poll_s = POLL_S if poll_s is None else poll_s
         self._stopping = threading.Event()
         self._tail: threading.Thread | None = None
         self._delivered: dict[str, str] = {}  # session id -> the newest id the tail has passed
+        self._delivering = threading.Lock()  # the tail and a task's catch-up never deliver the same event twice
+        self._watched: Watched | None = None
         self._cancels_seen: int | None = None  # the newest cancel request read
         self._origin = secrets.token_hex(8)  # marks this process's own cancel requests
         self._start_version: int | None = None
@@ -46,6 +48,7 @@ class SQLiteBus(LocalBus):
         """As LocalBus, and start the tail (a greenlet under gevent, a daemon thread otherwise): other processes'
         events to the sessions `watched` returns, their cancel requests (from now on) to `cancel`."""
         super().start(deliver, cancel)
+        self._watched = watched
         self._start_version = self._store.data_version()
         self._cancels_seen, _ = self._store.cancel_requests_after(None, self._origin)
         self._tail = threading.Thread(target=self._follow, args=(deliver, cancel, watched), name="alex-sqlite-tail",
@@ -56,6 +59,18 @@ class SQLiteBus(LocalBus):
         """Cancel here if this process holds the task, and ask the other processes on the file."""
         super().request_cancel(task_id, reason)
         self._store.request_cancel(task_id, reason, self._origin)
+
+    def catch_up(self, session_id: str) -> None:
+        """Deliver now what other processes wrote to the session since the tail's last pass, if streams here
+        watch it: the task starting here publishes after it (the tail would only come within POLL_S, after
+        the new task's first events, and a stream skips an event older than one it was sent)."""
+        deliver, watched = self._deliver, self._watched
+        if deliver is None or watched is None:
+            return
+        start = dict(watched()).get(session_id)
+        if start is not None:
+            with self._delivering:
+                self._deliver_session(deliver, session_id, start)
 
     def close(self) -> None:
         """Stop delivering; the tail ends within one poll."""
@@ -89,15 +104,20 @@ class SQLiteBus(LocalBus):
 
     def _deliver_new(self, deliver: Deliver, watched: dict[str, str]) -> None:
         """Deliver every event another process wrote after each watched session's start, in id order."""
-        self._delivered = {session: self._delivered[session] for session in watched if session in self._delivered}
-        for session_id, start in watched.items():
-            cursor = max(start, self._delivered.get(session_id, "0"), key=event_id_key)
-            while True:
-                events = self._store.events_after(session_id, cursor, BATCH)
-                for event in events:
-                    if not self._store.is_own_event(event.id):  # this process delivered its own when it published
-                        deliver(event)
-                if events:
-                    cursor = self._delivered[session_id] = events[-1].id
-                if len(events) < BATCH:
-                    break
+        with self._delivering:
+            self._delivered = {session: self._delivered[session] for session in watched if session in self._delivered}
+            for session_id, start in watched.items():
+                self._deliver_session(deliver, session_id, start)
+
+    def _deliver_session(self, deliver: Deliver, session_id: str, start: str) -> None:
+        """Deliver the events another process wrote to the session after `start` and after what was passed."""
+        cursor = max(start, self._delivered.get(session_id, "0"), key=event_id_key)
+        while True:
+            events = self._store.events_after(session_id, cursor, BATCH)
+            for event in events:
+                if not self._store.is_own_event(event.id):  # this process delivered its own when it published
+                    deliver(event)
+            if events:
+                cursor = self._delivered[session_id] = events[-1].id
+            if len(events) < BATCH:
+                break

@@ -172,6 +172,16 @@ class Broadcaster:
             self.on_log_read(first)
         return step
 
+    def replayed(self, subscriber: Subscriber) -> None:
+        """The stream read the log after its cursor once subscribed (its replay): its first step is not READ_LOG.
+
+        Events appended after that read are published after the subscription, so they are in its window."""
+        with self.lock:
+            subscriber.lagging = False
+            subscriber.log_reads += 1
+        if self.on_log_read is not None:
+            self.on_log_read(True)
+
     def park(self, subscriber: Subscriber) -> bool:
         """Hand an idle, up-to-date stream with a direct socket to the pump; False if it has work to do."""
         with self.lock:

@@ -38,14 +38,22 @@ class Publisher:
             self.on_publish(event_type)
         return event
 
+    def catch_up(self, session_id: str) -> None:
+        """Before a task starts publishing here: deliver what other processes wrote to the session and this
+        process's streams have not had yet (see Bus.catch_up), under the session's lock."""
+        with self._locks[zlib.crc32(session_id.encode()) % _LOCK_STRIPES]:
+            self._bus.catch_up(session_id)
+
     def publish_logged(
         self, session_id: str, event_type: str, log_event: Callable[[NewEvent], StoredEvent | None], *,
         task_id: str | None = None, agent_level: str = "core", **fields: Any,
     ) -> StoredEvent | None:
         """Like `publish`, with `log_event` writing the event to the log, e.g. in one commit with the end of its
-        task; when it returns None (not logged) nothing is published."""
+        task; when it returns None (not logged) nothing is published. What other processes wrote to the session
+        first reaches this process's streams first (see `catch_up`: the task may have run elsewhere)."""
         new = NewEvent(session_id, event_type, _body(session_id, event_type, task_id, agent_level, fields))
         with self._locks[zlib.crc32(session_id.encode()) % _LOCK_STRIPES]:
+            self._bus.catch_up(session_id)  # a task's end may be written here for a task that ran elsewhere
             event = log_event(new)
             if event is None:
                 return None

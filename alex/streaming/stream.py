@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 
 from alex.ids import client_session_id
-from alex.store.base import Store
+from alex.store.base import Store, StoredEvent
 from alex.streaming.broadcaster import Broadcaster, Subscriber
 from alex.streaming.direct import WRITE_SLICE, DirectSocket
 from alex.streaming.sse import PING, encode_event, encode_frame
@@ -29,13 +29,15 @@ class SessionStream:
     """
 
     __slots__ = ("_store", "_broadcaster", "_subscriber", "_heartbeat_s", "_retry_ms", "_reading_log", "_on_close",
-                 "_body")
+                 "_replay", "_body")
 
     def __init__(
         self, store: Store, broadcaster: Broadcaster, subscriber: Subscriber, cursor: str,
         *, heartbeat_s: float, retry_ms: int, direct: DirectSocket | None = None,
-        on_close: Callable[[], None] | None = None,
+        on_close: Callable[[], None] | None = None, replay: Sequence[StoredEvent] | None = None,
     ):
+        """`replay`: the first events after `cursor`, read from the log after `subscriber` subscribed (a short
+        page is the whole replay, a full one is continued from the log); None: the stream reads it itself."""
         self._store = store
         self._broadcaster = broadcaster
         self._subscriber = subscriber
@@ -45,6 +47,7 @@ class SessionStream:
         self._retry_ms = retry_ms
         self._reading_log = False
         self._on_close = on_close
+        self._replay = replay
         self._body = self._frames()
 
     def __iter__(self) -> Iterator[bytes]:
@@ -66,14 +69,18 @@ class SessionStream:
         subscriber, direct = self._subscriber, self._subscriber.direct
         try:
             subscriber.last_write = time.monotonic()  # the first heartbeat comes after an interval of silence
-            yield self._connected_frame()
-            while (data := self._next_chunk()) is not None:
+            # The headers, `connected` and the replay's first page in one write (the rest of a long one after it).
+            first = self._connected_frame() + self._first_page()
+            yield first[:WRITE_SLICE]
+            data = first[WRITE_SLICE:] or self._next_chunk()
+            while data is not None:
                 subscriber.last_write = time.monotonic()
                 if direct is None:  # the server's write timeout covers one yield: keep each one short
                     for start in range(0, len(data), WRITE_SLICE):
                         yield data[start:start + WRITE_SLICE]
                 elif not direct.write(self._take_pending(), data):
                     return  # the client is gone or stopped reading: nothing more can reach it
+                data = self._next_chunk()
         finally:
             self._broadcaster.unsubscribe(subscriber)
 
@@ -138,15 +145,28 @@ class SessionStream:
         # retry: inside the message (a block of its own reads as an empty event to some clients, e.g. httpx-sse)
         return encode_frame(data, event="connected", event_id=subscriber.cursor, retry_ms=self._retry_ms)
 
+    def _first_page(self) -> bytes:
+        """The replay's first page read with the stream's start, if it was (the log read it saves is counted)."""
+        replay, self._replay = self._replay, None
+        if replay is None:
+            return b""
+        self._broadcaster.replayed(self._subscriber)
+        self._reading_log = len(replay) >= LOG_PAGE  # a full page: the log may hold more
+        return self._page(replay)
+
     def _log_page(self) -> bytes:
         """One page of the log after the cursor; a short page ends the log read."""
         subscriber = self._subscriber
         page = self._store.events_after(subscriber.session_id, subscriber.cursor, LOG_PAGE)
         if len(page) < LOG_PAGE:
             self._reading_log = False
+        return self._page(page)
+
+    def _page(self, page: Sequence[StoredEvent]) -> bytes:
+        """The events' frames; the stream's cursor moves to the last."""
         if not page:
             return b""
-        subscriber.advance(page[-1].id)
+        self._subscriber.advance(page[-1].id)
         return b"".join(encode_event(event) for event in page)
 
     def _new_frames(self, frames: list[Frame]) -> bytes:

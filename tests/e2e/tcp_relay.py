@@ -9,10 +9,13 @@ import threading
 
 class TCPRelay:
     """Accepts on 127.0.0.1 (a free port) and pipes each connection to `127.0.0.1:<target_port>`; a connection
-    whose target refuses is closed at once (the client sees the server gone)."""
+    whose target refuses is closed at once (the client sees the server gone). While `answer` holds an HTTP status
+    line (e.g. "502 Bad Gateway"), new connections get that answer instead, as a proxy in front of a down server
+    gives it."""
 
     def __init__(self, target_port: int):
         self.target_port = target_port
+        self.answer: str | None = None
         self.accepted = 0  # connections accepted so far
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
@@ -29,6 +32,9 @@ class TCPRelay:
                 return  # closed
             with self._lock:
                 self.accepted += 1
+            if self.answer is not None:
+                threading.Thread(target=self._answer, args=(client, self.answer), daemon=True).start()
+                continue
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=2)
             except OSError:
@@ -39,6 +45,21 @@ class TCPRelay:
                 self._open.update((client, upstream))
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    def _answer(self, client: socket.socket, status: str) -> None:
+        """Read the request's head, answer `status` with a small body, close."""
+        client.settimeout(5)
+        head = b""
+        try:
+            while b"\r\n\r\n" not in head and len(head) < 65536 and (data := client.recv(65536)):
+                head += data
+            body = f"{status} (test relay)".encode()
+            client.sendall(f"HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
+                           "Connection: close\r\n\r\n".encode() + body)
+        except OSError:
+            pass
+        finally:
+            self._close(client)
 
     def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
         try:

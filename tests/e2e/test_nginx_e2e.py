@@ -6,6 +6,7 @@ Fails (never skips) with a one-line hint when nginx is missing (`make system-dep
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -23,6 +24,9 @@ from tests.e2e.test_metrics_e2e import scrape, value
 from tests.e2e.test_streams_e2e import domain_events, logged_events, terminals
 from tests.fakes.openai_server import text
 from tests.sse_client import SSEClient
+from tests.ws_client import WSClient
+from tests.ws_client import domain_events as ws_events
+from tests.ws_client import terminals as ws_terminals
 
 pytestmark = pytest.mark.e2e
 SNIPPET = ROOT / "deploy" / "nginx-alex.conf"
@@ -98,6 +102,20 @@ def test_a_task_streams_live_through_nginx_on_the_fast_path(start_server, start_
     assert len(expected) > 20
     assert domain_events(live) == expected
     assert value(scrape(server), "alex_stream_pump_writes_total") >= 1  # HTTP/1.1 upstream: the direct path
+
+
+def test_a_websocket_goes_through_nginx_with_the_same_events(start_server, start_nginx, fake_openai):
+    server = start_server(**agent_settings(fake_openai, ALEX_TRUSTED_PROXY_HOPS="1"))
+    proxy = start_nginx(server.port)
+    fake_openai.script(analysis(), text("through the proxy " * 20, piece=12))
+    client = WSClient(proxy.replace("http://", "ws://") + "/api/ws?session_id=proxied-ws")
+    try:
+        assert client.call({"type": "submit", "task": "talk"})["status"] == 202
+        live = client.read_until(ws_terminals(1), timeout=30)
+    finally:
+        client.close()
+    assert [(i, e, json.dumps(d, separators=(",", ":"), ensure_ascii=False)) for i, e, d in ws_events(live)] \
+        == logged_events(server, "proxied-ws")
 
 
 def test_while_alex_is_down_a_stream_request_gets_200_and_retry(start_nginx):

@@ -1,5 +1,6 @@
 """alex as a user installs it: a wheel built from the checkout, installed into a fresh virtual environment,
-and the server started from it with `alex serve` — from another directory, without activating the venv."""
+and the server started from it with `alex serve` — from another directory, without activating the venv; the web
+console's files come with it."""
 
 from __future__ import annotations
 
@@ -50,6 +51,9 @@ def test_the_wheel_installs_into_a_fresh_venv_and_alex_serve_runs_from_it(tmp_pa
                 time.sleep(0.1)  # bounded poll while gunicorn starts
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/openapi.json", timeout=5) as response:
             assert json.loads(response.read())["openapi"].startswith("3.")
+        for page in ("/", "/console/console.js", "/console/stream.js", "/console/console.css"):  # package data
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{page}", timeout=5) as response:
+                assert response.status == 200 and response.read(), page
         assert (tmp_path / "data" / "alex.sqlite3").exists()  # the embedded store, where the setting says
     finally:
         os.killpg(server.pid, signal.SIGTERM)

@@ -29,9 +29,10 @@ def domain_events(messages) -> list[tuple[str, str, str]]:
     return [(m.id, m.event, m.data) for m in messages if m.event != "connected"]
 
 
-def logged_events(server, session_id: str, tasks: int = 1) -> list[tuple[str, str, str]]:
+def logged_events(server, session_id: str, tasks: int = 1,
+                  headers: dict[str, str] | None = None) -> list[tuple[str, str, str]]:
     """The session's log as a fresh stream replays it from the start, up to the end of its `tasks` tasks."""
-    replay = SSEClient(f"{server.url}/api/sse?session_id={session_id}&last_event_id=0")
+    replay = SSEClient(f"{server.url}/api/sse?session_id={session_id}&last_event_id=0", headers)
     try:
         return domain_events(replay.read_until(terminals(tasks), timeout=30))
     finally:
