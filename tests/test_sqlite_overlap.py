@@ -9,6 +9,9 @@ import socket
 import sqlite3
 import subprocess
 import time
+from types import SimpleNamespace
+
+import pytest
 
 from alex.agent.runner import worker_gone, worker_identity
 from alex.clock import now_iso
@@ -194,46 +197,43 @@ def test_a_catch_up_delivers_what_another_process_wrote_at_once_and_the_tail_not
     assert [event.id for event in delivered] == ids
 
 
-def test_a_task_started_here_after_one_that_ran_elsewhere_streams_in_id_order(make_app, controlled_work, monkeypatch,
-                                                                              open_stream):
-    """The handover of a reload: the old process wrote the session's last events and the tail has not passed
-    yet (POLL_S); a task starting here must not publish before them, or streams here skip them for good."""
-    monkeypatch.setattr("alex.store.sqlite_bus.POLL_S", 3600.0)  # the tail never passes during this test
-    controlled_work.release.set()
+@pytest.fixture
+def handover(make_app, controlled_work, monkeypatch, open_stream):
+    """An app streaming session `s` (replayed, now live) and a second store on its file: the old process of a
+    reload. The tail never passes during the test (POLL_S), so only a catch-up brings the old one's events."""
+    monkeypatch.setattr("alex.store.sqlite_bus.POLL_S", 3600.0)
     app = make_app(work=controlled_work, ALEX_SSE_HEARTBEAT_S="0.05")
     client, svc = app.test_client(), app.extensions["alex"]
     svc.store.ensure_session("s")
     stream = open_stream(client, "session_id=s&last_event_id=0")
     stream.read_until(lambda messages: len(messages) >= 1)
     old_process = SQLiteStore(svc.store.path)
-    try:
-        written_elsewhere = append(old_process, "s", 3)
-        assert old_process.flush(10)
-    finally:
-        old_process.close()
-    assert client.post("/api/tasks", json={"task": "next", "session_id": "s"}).status_code == 202
-    messages = stream.read_until(lambda ms: any(m.event == "task_complete" for m in ms))
+    yield SimpleNamespace(client=client, svc=svc, stream=stream, old_process=old_process)
+    old_process.close()
+
+
+def test_a_task_started_here_after_one_that_ran_elsewhere_streams_in_id_order(handover, controlled_work):
+    """The handover of a reload: the old process wrote the session's last events and the tail has not passed
+    yet; a task starting here must not publish before them, or streams here skip them for good."""
+    written_elsewhere = append(handover.old_process, "s", 3)
+    assert handover.old_process.flush(10)
+    assert handover.client.post("/api/tasks", json={"task": "next", "session_id": "s"}).status_code == 202
+    assert controlled_work.started.wait(10)
+    first = handover.svc.publisher.publish("s", "iteration_start", task_id="t", iteration=1).id  # the task's first
+    controlled_work.release.set()
+    messages = handover.stream.read_until(lambda ms: any(m.event == "task_complete" for m in ms))
     ids = [m.id for m in messages[1:]]
-    assert ids[:3] == written_elsewhere and ids == sorted(ids, key=int)
+    assert ids[:4] == [*written_elsewhere, first] and ids == sorted(ids, key=int)
 
 
-def test_a_task_that_ran_elsewhere_ended_here_streams_in_id_order(make_app, controlled_work, monkeypatch, open_stream):
+def test_a_task_that_ran_elsewhere_ended_here_streams_in_id_order(handover):
     """A process ending another's task (worker_lost, a cancel of a task nobody runs) publishes its terminal event
     after what that process wrote, not before."""
-    monkeypatch.setattr("alex.store.sqlite_bus.POLL_S", 3600.0)  # the tail never passes during this test
-    app = make_app(work=controlled_work, ALEX_SSE_HEARTBEAT_S="0.05")
-    client, svc = app.test_client(), app.extensions["alex"]
-    svc.store.ensure_session("s")
-    stream = open_stream(client, "session_id=s&last_event_id=0")
-    stream.read_until(lambda messages: len(messages) >= 1)
-    old_process = SQLiteStore(svc.store.path)
-    try:
-        old_process.create_task({"id": "t-old", "session_id": "s", "owner": "", "task": "x", "created_at": now_iso()})
-        assert old_process.start_task("t-old", "gone:1:x", time.time() - 1)
-        written_elsewhere = append(old_process, "s", 2)
-        assert old_process.flush(10)
-    finally:
-        old_process.close()
-    assert svc.lifecycle.reap_expired(time.time(), held=set()) == 1
-    messages = stream.read_until(lambda ms: any(m.event == "error" for m in ms))
+    old_process = handover.old_process
+    old_process.create_task({"id": "t-old", "session_id": "s", "owner": "", "task": "x", "created_at": now_iso()})
+    assert old_process.start_task("t-old", "gone:1:x", time.time() - 1)
+    written_elsewhere = append(old_process, "s", 2)
+    assert old_process.flush(10)
+    assert handover.svc.lifecycle.reap_expired(time.time(), held=set()) == 1
+    messages = handover.stream.read_until(lambda ms: any(m.event == "error" for m in ms))
     assert [m.id for m in messages[1:3]] == written_elsewhere and messages[3].event == "error"
