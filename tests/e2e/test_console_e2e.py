@@ -86,7 +86,7 @@ def test_a_task_shows_live_and_a_reload_replays_it(start_server, fake_openai, br
     browser.wait_for_event("task_complete")
     timeline = browser.text("#timeline")
     for shown in ("Task: Create hello", "Goal: hello.py prints hello", "Iteration 1 of 20", "I'll write the file.",
-                  "file_write", "print('hello')", "Now run it.", "python3 hello.py", "Completed (completed)"):
+                  "file_write", "print('hello')", "Now run it.", "python3 hello.py", "Completed: 3 iteration(s)"):
         assert shown in timeline
     assert browser.texts("#timeline pre.output")[-1] == "hello\n"  # bash's live output
     assert browser.text("#timeline .answer .markdown") == ANSWER

@@ -106,7 +106,9 @@ const RENDERERS = {
     answer.append(renderMarkdown(event.final_answer));
     const seconds = (event.duration / 1000).toFixed(1);
     const totals = `${event.total_iterations} iteration(s), ${event.total_tokens} tokens, ${seconds} s`;
-    const summary = el("p", "meta", `Completed (${event.stop_reason}): ${totals}`);
+    // The usual stop reason goes without saying; another (max_iterations, repeated_calls …) is named.
+    const why = event.stop_reason && event.stop_reason !== "completed" ? ` (${event.stop_reason})` : "";
+    const summary = el("p", "meta", `Completed${why}: ${totals}`);
     return this.item("answer", el("h3", "", "Answer"), answer, summary);
   },
   task_cancelled(event) {
