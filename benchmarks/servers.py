@@ -7,13 +7,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from alex.config import documented_settings
 from benchmarks.hub_monitor import MARK as MAIN_THREAD_MARK
+from tests.e2e.server import wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -59,19 +57,11 @@ class Server:
                                         stdin=subprocess.DEVNULL, start_new_session=True)
 
     def wait_ready(self, timeout: float = 30.0) -> Server:
-        """Wait until /health answers 200; raise with the log's tail when it does not."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.kind} server exited with {self.process.returncode}:\n{self.log()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"http://{HOST}:{self.port}/health", timeout=2) as response:
-                    if response.status == 200 and len(children_of(self.process.pid)) >= self.workers:
-                        return self
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.05)  # bounded poll of a starting server
-        raise TimeoutError(f"{self.kind} server did not become ready:\n{self.log()[-3000:]}")
+        """Wait until /health answers 200 and every worker is up; raise with the log's tail when it does not."""
+        wait_until_healthy(self.process, f"http://{HOST}:{self.port}/health", f"{self.kind} server",
+                           lambda: self.log()[-3000:], timeout=timeout, request_timeout=2,
+                           also=lambda: len(children_of(self.process.pid)) >= self.workers)
+        return self
 
     def worker_pid(self) -> int | None:
         """The pid of the gunicorn worker (the arbiter's child)."""

@@ -6,10 +6,10 @@ import json
 import os
 import signal
 import subprocess
-import time
-import urllib.error
 import urllib.request
 from pathlib import Path
+
+from tests.e2e.server import wait_until_healthy
 
 TEMPLATE = Path(__file__).with_name("qwen25-codeblock-tools.jinja")
 
@@ -30,18 +30,9 @@ class LlamaServer:
 
     def wait_ready(self, timeout: float = 120.0) -> LlamaServer:
         """Wait until `/health` answers 200 (the model is loaded); raise with the log's tail otherwise."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"llama-server exited with {self.process.returncode}:\n{self.tail()}")
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=2) as response:
-                    if response.status == 200:
-                        return self
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.5)
-        raise TimeoutError(f"llama-server did not become ready:\n{self.tail()}")
+        wait_until_healthy(self.process, self.url + "/health", "llama-server", self.tail, timeout=timeout,
+                           pause_s=0.5, request_timeout=2)
+        return self
 
     def props(self) -> dict:
         """llama-server's `GET /props` (its context size, chat template, build)."""

@@ -11,9 +11,29 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_until_healthy(process: subprocess.Popen, health_url: str, name: str, log_tail: Callable[[], str], *,
+                       timeout: float, pause_s: float = 0.05, request_timeout: float = 1.0,
+                       also: Callable[[], bool] = lambda: True) -> None:
+    """Poll `health_url` until it answers 200 (and `also()` holds); raise with `log_tail()` when `process` exits
+    first or `timeout` passes (bounded poll of a starting server)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with {process.returncode}:\n{log_tail()}")
+        try:
+            with urllib.request.urlopen(health_url, timeout=request_timeout) as response:
+                if response.status == 200 and also():
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(pause_s)
+    raise TimeoutError(f"{name} did not become ready:\n{log_tail()}")
 
 
 def free_port() -> int:
@@ -46,18 +66,8 @@ class GunicornServer:
 
     def wait_ready(self, timeout: float = 20.0) -> GunicornServer:
         """Wait until /health answers; raise with the server log when it does not."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=1) as response:
-                    if response.status == 200:
-                        return self
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.05)
-        raise TimeoutError(f"gunicorn did not become ready:\n{self.log()}")
+        wait_until_healthy(self.process, self.url + "/health", "gunicorn", self.log, timeout=timeout)
+        return self
 
     def request(self, method: str, path: str, body: dict | None = None, headers: dict | None = None):
         """(status, headers, parsed JSON or None) of one HTTP call."""
