@@ -58,6 +58,7 @@ class Config:
     llm_read_timeout_s: float
     llm_call_deadline_s: float
     bash_timeout_s: float
+    answer_tool: bool
     tool_output_limit: int
     sandbox: str
     sandbox_network: bool

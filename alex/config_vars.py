@@ -197,6 +197,9 @@ SETTINGS: dict[str, tuple[str, Callable[[str], Any], str, str]] = {
                      "nobody), none (as the server's user) or auto (bwrap when it works, else none with a warning; "
                      "production refuses none unless set explicitly)"),
     "ALEX_SANDBOX_NETWORK": ("sandbox_network", _bool, "0", "1: bash in the bwrap sandbox may use the network"),
+    "ALEX_ANSWER_TOOL": ("answer_tool", _bool, "1",
+                         "1: the model may also end a task by calling a final_answer tool (small models that keep "
+                         "calling tools stop with it); 0: only a reply without tool calls ends a task"),
     "ALEX_TOOLS": ("tools", _tools, ",".join(ALL_TOOLS), "tool names separated by commas: " + ", ".join(ALL_TOOLS)),
     "ALEX_TASK_LEASE_S": ("task_lease_s", _positive_float, "60",
                           "seconds a task's lease lasts; a task whose process stops renewing it ends with worker_lost"),

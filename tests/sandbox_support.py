@@ -72,9 +72,15 @@ def tool_context(workspace: Path, token: CancelToken | None = None,
 
 
 def bash(sandbox: Sandbox, ctx: ToolContext, command: str, **arguments: object) -> ToolResult:
-    """Run the bash tool once in `sandbox`."""
+    """Run the bash tool once in `sandbox`; the output without its `[exit code N]` line (checked against the
+    result's returncode), as the command printed it."""
     tools = build_tools(["bash"], sandbox or NO_SANDBOX)
-    return run_tool(tools, "bash", json.dumps({"command": command, **arguments}), ctx)
+    result = run_tool(tools, "bash", json.dumps({"command": command, **arguments}), ctx)
+    if result["error"] is None:
+        status = f"[exit code {result['returncode']}]"
+        assert result["output"].endswith(status), result
+        result["output"] = result["output"].removesuffix(status).removesuffix("(no output)\n")
+    return result
 
 
 def processes_with_argument(marker: str) -> list[int]:

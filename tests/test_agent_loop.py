@@ -32,7 +32,7 @@ def test_tool_round_trip_emits_the_full_event_sequence(agent_app, fake_openai):
     streamed = "".join(e["chunk"] for e in run.of("tool_call_stream"))
     assert streamed == "hello\n"
     bash_done = run.of("tool_call_complete")[1]
-    assert bash_done["result"].strip() == "hello" and bash_done["error"] is None and bash_done["duration"] >= 0
+    assert bash_done["result"] == "hello\n[exit code 0]" and bash_done["error"] is None and bash_done["duration"] >= 0
     assert "".join(e["delta"] for e in run.of("think_delta")) == "hello.py prints hello."
     terminal = run.terminal
     assert terminal["event_type"] == "task_complete"
@@ -48,7 +48,7 @@ def test_tool_results_go_back_to_the_model(agent_app, fake_openai):
     run_task(agent_app, agent_app.test_client(), "echo something", "feedback")
     last_request = fake_openai.requests[-1].body
     tool_messages = [m for m in last_request["messages"] if m["role"] == "tool"]
-    assert tool_messages == [{"role": "tool", "tool_call_id": "call_1", "content": "from-the-tool\n"}]
+    assert tool_messages == [{"role": "tool", "tool_call_id": "call_1", "content": "from-the-tool\n[exit code 0]"}]
     assert last_request["stream"] is True and last_request["stream_options"] == {"include_usage": True}
     assert last_request["messages"][0]["role"] == "system"
     assert {tool["function"]["name"] for tool in last_request["tools"]} >= {"bash", "file_read", "todo_write"}

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from alex.agent.prompts import REPEAT_PROMPT
+from alex.agent.prompts import repeat_prompt
 from alex.event_schemas import EVENT_SCHEMAS
 from tests.agent_support import agent_settings, analysis, run_task
 from tests.fakes.openai_schema import LLAMA_FIXTURES_DIR
@@ -43,7 +43,7 @@ def test_arguments_cut_mid_call_are_stored_as_json_and_the_model_is_told_how_to_
     refused = run.of("tool_call_complete")[0]
     assert "not a complete JSON object" in refused["error"] and '{"command": "echo hi' in refused["error"]
     assert 'bash(command: string, timeout_s?: number)' in refused["error"] and '"command": "ls -la"' in refused["error"]
-    assert run.of("tool_call_stream") and run.of("tool_call_complete")[1]["result"] == "hi\n"
+    assert run.of("tool_call_stream") and run.of("tool_call_complete")[1]["result"] == "hi\n[exit code 0]"
     assert run.terminal["final_answer"] == "It printed hi."
     assert [call["arguments"] for call in _stored_calls(client, "cut-call")] == ["{}", '{"command": "echo hi"}']
     follow_up = run_task(agent_app, client, "and now?", "cut-call")
@@ -66,7 +66,7 @@ def test_llama_servers_reply_cut_mid_call_leaves_the_session_usable(agent_app, f
     run = run_task(agent_app, client, "list the files", "llama-cut")
     refused = run.of("tool_call_complete")[0]
     assert refused["call_id"] == "uJK0B3RPjElGpdCFi4wP2dASbNzE9NFx" and "cut off" in refused["error"]
-    assert run.of("tool_call_complete")[1]["result"] == "again\n"
+    assert run.of("tool_call_complete")[1]["result"] == "again\n[exit code 0]"
     assert [call["arguments"] for call in _stored_calls(client, "llama-cut")] == ["{}", '{"command": "echo again"}']
     assert run.terminal["stop_reason"] == "completed"
     assert run_task(agent_app, client, "and now?", "llama-cut").terminal["final_answer"] == "Still here."
@@ -103,7 +103,7 @@ def test_zero_null_or_empty_optional_arguments_mean_their_default(agent_app, fak
     )
     run = run_task(agent_app, agent_app.test_client(), "defaults", "defaults")
     (bash_error, bash_out), (read_error, read), (list_error, listing), (grep_error, found) = _results(run)
-    assert (bash_error, bash_out) == (None, "ran\n")
+    assert (bash_error, bash_out) == (None, "ran\n[exit code 0]")
     assert read_error is None and read.splitlines()[0].split() == ["1", "a"]
     assert (list_error, listing) == (None, "f.txt")
     assert grep_error is None and "f.txt:2:b" in found
@@ -300,7 +300,8 @@ def test_a_repeated_command_runs_again_and_the_model_is_told(agent_app, fake_ope
     fake_openai.script(analysis(), append, append, text("ok"))
     run = run_task(agent_app, agent_app.test_client(), "append twice", "repeat-bash")
     first, again = [event["result"] for event in run.of("tool_call_complete")]
-    assert first == "1\n" and again.endswith("2\n") and "already ran this exact command" in again
+    assert first == "1\n[exit code 0]" and again.endswith("2\n[exit code 0]")
+    assert "already ran this exact command" in again
 
 
 def test_the_task_ends_with_its_own_stop_reason_after_three_repeats(make_app, fake_openai):
@@ -337,7 +338,7 @@ def test_common_other_names_of_tools_and_arguments_are_understood(agent_app, fak
     run = run_task(agent_app, agent_app.test_client(), "other names", "aliases")
     (write_error, _), (read_error, read), (bash_error, printed), (unknown, _) = _results(run)
     assert (write_error, read_error, bash_error) == (None, None, None)
-    assert "hello" in read and printed == "hello\n"
+    assert "hello" in read and printed == "hello\n[exit code 0]"
     assert "no tool named 'file_reader'" in unknown and "did you mean file_read?" in unknown
 
 
@@ -354,7 +355,7 @@ def test_a_tool_call_written_as_json_in_the_text_is_run(agent_app, fake_openai):
     run = run_task(agent_app, client, "run echo", "text-call")
     completes = run.of("tool_call_complete")
     assert [e["tool_name"] for e in completes] == ["bash", "file_write"]
-    assert completes[0]["result"] == "from-text\n" and completes[1]["error"] is None
+    assert completes[0]["result"] == "from-text\n[exit code 0]" and completes[1]["error"] is None
     assert run.terminal["stop_reason"] == "completed"
     assert run.terminal["final_answer"] == 'Done. Call it as {"name": "tool", "arguments": {}} if you like.'
     messages = client.get("/api/sessions/text-call").get_json()["messages"]
@@ -400,8 +401,8 @@ def test_a_repeat_is_followed_by_a_user_turn_asking_for_the_answer(agent_app, fa
     run = run_task(agent_app, agent_app.test_client(), "look around", "nudge")
     last_request = fake_openai.requests[-1].body["messages"]
     assert [m["role"] for m in last_request[-3:]] == ["assistant", "tool", "user"]
-    assert last_request[-1]["content"] == REPEAT_PROMPT
-    assert sum(m.get("content") == REPEAT_PROMPT for m in fake_openai.requests[-2].body["messages"]) == 0
+    assert last_request[-1]["content"] == repeat_prompt(True)
+    assert sum(m.get("content") == repeat_prompt(True) for m in fake_openai.requests[-2].body["messages"]) == 0
     assert run.terminal["stop_reason"] == "completed" and run.terminal["final_answer"] == "All done."
 
 

@@ -109,11 +109,11 @@ def _run_under_gevent(workspace: Path) -> dict:
 def test_tools_under_gevent_stream_live_without_blocking_the_hub_and_kill_on_cancel_or_timeout(tmp_path):
     report = _run_under_gevent(tmp_path)
     assert report["patched"]
-    assert report["files"] == ["Created d/f.txt (11 bytes)", "     1\talpha\n     2\tbeta", "d/f.txt:2:beta",
-                               "d/\nd/f.txt", "error raised"]  # file work on gevent's thread pool
+    assert report["files"] == ["Done: created d/f.txt (11 bytes, 2 lines).", "     1\talpha\n     2\tbeta",
+                               "d/f.txt:2:beta", "d/\nd/f.txt", "error raised"]  # file work on gevent's thread pool
 
     streaming = report["streaming"]
-    assert streaming["result"] == {"output": "1\n2\n3\n", "returncode": 0, "error": None}
+    assert streaming["result"] == {"output": "1\n2\n3\n[exit code 0]", "returncode": 0, "error": None}
     assert streaming["chunks"] == ["1\n", "2\n", "3\n"]  # live: one chunk per line, 0.2 s apart
     assert streaming["chunk_times"][-1] - streaming["chunk_times"][0] > 0.3
     # a ticker greenlet ran every 50 ms all along: reading the pipes never blocked the hub

@@ -13,6 +13,7 @@ import pytest
 
 from alex.agent.cancel import CancelToken, TaskCancelled
 from alex.agent.tools import Tool, ToolContext, build_tools, openai_tool_specs, run_tool
+from alex.agent.tools.answer import FINAL_ANSWER
 from alex.agent.tools.coercion import coerce_value
 from alex.agent.tools.output import HeadTail, LiveOutput, cap_text
 from alex.agent.tools.process import SAFE_PATH, live_group_members
@@ -151,7 +152,14 @@ def test_paths_inside_the_workspace_work_relative_absolute_and_as_the_workspace_
 
 def test_bash_runs_in_the_workspace_and_reports_the_exit_status(ctx, workspace):
     result = call(ctx, "bash", command="pwd; echo oops >&2; exit 3")
-    assert result == {"output": f"{workspace}\noops\n", "returncode": 3, "error": None}
+    assert result == {"output": f"{workspace}\noops\n[exit code 3]", "returncode": 3, "error": None}
+
+
+def test_bash_says_when_a_command_printed_nothing(ctx):
+    # Qwen2.5-Coder 1.5B ran `python3 greet.py` (it defines a function, prints nothing), got an empty result and
+    # ran it again and again: an empty answer read as no answer at all.
+    assert call(ctx, "bash", command="true")["output"] == "(no output)\n[exit code 0]"
+    assert call(ctx, "bash", command="printf x; exit 1")["output"] == "x\n[exit code 1]"
 
 
 @pytest.mark.skipif(shutil.which("python", path=SAFE_PATH) is not None or shutil.which("python3", path=SAFE_PATH)
@@ -162,7 +170,7 @@ def test_bash_tells_the_model_python_is_python3_where_there_is_no_python(ctx):
     assert "`python3`" in TOOLS["bash"].description
     result = call(ctx, "bash", command="python -c 'print(1)'")
     assert result["returncode"] == 127
-    assert result["output"].endswith("[there is no `python` command here: use `python3`]\n")
+    assert result["output"].endswith("[there is no `python` command here: use `python3`]\n[exit code 127]")
     assert "[there is" not in call(ctx, "bash", command="python3 -c 'print(1)'")["output"]
 
 
@@ -171,7 +179,7 @@ def test_bash_environment_holds_no_server_secret(ctx, workspace, monkeypatch):
                "AWS_SECRET_ACCESS_KEY": "aws-secret"}
     for name, value in secrets.items():
         monkeypatch.setenv(name, value)
-    output = call(ctx, "bash", command="env")["output"]
+    output = call(ctx, "bash", command="env")["output"].removesuffix("[exit code 0]")
     variables = dict(line.split("=", 1) for line in output.splitlines())
     assert set(variables) <= {"PATH", "HOME", "LANG", "TERM", "PWD", "SHLVL", "_"}
     assert variables["HOME"] == str(workspace) and variables["LANG"] == "C.UTF-8"
@@ -234,7 +242,7 @@ def test_bash_streams_output_live(ctx, workspace):
     # the command only goes on once the test saw its first line: streaming that is not live would time out
     result = call(ctx, "bash", timeout_s=10,
                   command="echo first; while [ ! -e go ]; do sleep 0.01; done; echo second; echo third >&2")
-    assert result == {"output": "first\nsecond\nthird\n", "returncode": 0, "error": None}
+    assert result == {"output": "first\nsecond\nthird\n[exit code 0]", "returncode": 0, "error": None}
     assert ctx.emit_output.chunks[0] == ("stdout", "first\n")
     assert ctx.emit_output.text("stdout") == "first\nsecond\n" and ctx.emit_output.text("stderr") == "third\n"
 
@@ -250,7 +258,7 @@ def test_bash_never_splits_a_utf8_character(ctx, workspace):
     ctx.emit_output.on_chunk = lambda chunk: (workspace / "go").touch()
     result = call(ctx, "bash", timeout_s=10,
                   command=r"printf 'x\xc3'; while [ ! -e go ]; do sleep 0.01; done; printf '\xa9 \xff\n'")
-    assert result["output"] == "x\u00e9 \ufffd\n"
+    assert result["output"] == "x\u00e9 \ufffd\n[exit code 0]"
     assert [chunk for _, chunk in ctx.emit_output.chunks] == ["x", "\u00e9 \ufffd\n"]
 
 
@@ -258,14 +266,15 @@ def test_bash_output_is_capped_keeping_head_and_tail(make_ctx):
     ctx = make_ctx(output_limit=1000)
     output = call(ctx, "bash", command="seq 1 100000")["output"]
     full = "".join(f"{n}\n" for n in range(1, 100001))
-    assert output.startswith(full[:500]) and output.endswith(full[-500:])
+    assert output.startswith(full[:500]) and output.endswith(full[-500:] + "[exit code 0]")
     assert f"[... {len(full) - 1000} characters cut ...]" in output
-    assert len(output) < 1100
+    assert len(output) < 1120
 
 
 def test_bash_rejects_a_bad_timeout_and_takes_zero_as_the_default(ctx):
     assert "timeout_s must be a positive number" in call(ctx, "bash", command="true", timeout_s=-1)["error"]
-    assert call(ctx, "bash", command="echo ok", timeout_s=0) == {"output": "ok\n", "returncode": 0, "error": None}
+    assert call(ctx, "bash", command="echo ok", timeout_s=0) == {"output": "ok\n[exit code 0]", "returncode": 0,
+                                                                 "error": None}
 
 
 # output helpers
@@ -327,11 +336,13 @@ def test_file_read_edge_cases(ctx, workspace):
 
 def test_file_write_creates_parents_and_respects_the_workspace_cap(make_ctx, workspace):
     ctx = make_ctx(workspace_max_bytes=100)
-    assert call(ctx, "file_write", path="a/b/c.txt", content="x" * 60)["output"] == "Created a/b/c.txt (60 bytes)"
-    assert call(ctx, "file_write", path="a/b/c.txt", content="é" * 45)["output"].startswith("Overwrote")
+    assert call(ctx, "file_write", path="a/b/c.txt", content="x" * 60)["output"] == \
+        "Done: created a/b/c.txt (60 bytes, 1 line)."
+    assert call(ctx, "file_write", path="a/b/c.txt", content="é\n" * 30)["output"] == \
+        "Done: overwrote a/b/c.txt (90 bytes, 30 lines)."
     refused = call(ctx, "file_write", path="d.txt", content="y" * 20)
     assert "exceed the workspace limit of 100 bytes" in refused["error"] and not (workspace / "d.txt").exists()
-    assert (workspace / "a" / "b" / "c.txt").read_text() == "é" * 45
+    assert (workspace / "a" / "b" / "c.txt").read_text() == "é\n" * 30
     assert "not a directory" in call(ctx, "file_write", path="a/b/c.txt/d", content="")["error"].lower()
 
 
@@ -363,7 +374,8 @@ def test_file_edit_reports_what_it_did_and_refuses_no_ops(ctx, workspace):
     # The lines around the change are shown: told only "Replaced 1 occurrence", a 1.5B model did not trust its
     # edit and wrote the file again, then undid the edit.
     assert call(ctx, "file_edit", path="f.txt", old_string="two", new_string="2")["output"] == \
-        "Replaced 1 occurrence in f.txt. The file now reads, around the change:\n     1\tone\n     2\t2"
+        "Done: replaced 1 occurrence in f.txt; the file is saved and now reads, around the change:\n     1\tone\n" \
+        "     2\t2"
     assert (workspace / "f.txt").read_bytes() == b"one\r\n2\r\n"
     assert "the same" in call(ctx, "file_edit", path="f.txt", old_string="2", new_string="2")["error"]
     assert "empty" in call(ctx, "file_edit", path="f.txt", old_string="", new_string="2")["error"]
@@ -436,7 +448,7 @@ def test_todos_round_trip_through_the_store(ctx, store):
     todos = [{"id": "1", "content": "Read the code", "status": "completed"},
              {"id": "2", "content": "Fix the bug", "status": "in_progress"}]
     assert call(ctx, "todo_write", todos=todos)["output"] == \
-        "Saved 2 todos (0 pending, 1 in progress, 1 completed)."
+        "Done: saved 2 todos (0 pending, 1 in progress, 1 completed)."
     assert json.loads(call(ctx, "todo_read")["output"]) == todos
     assert store.get_session(SESSION)["todos"] == todos
     call(ctx, "todo_write", todos=[])
@@ -449,9 +461,10 @@ def test_a_todo_list_all_completed_says_to_answer(ctx, store):
     done = [{"id": "1", "content": "Count the lines", "status": "completed"},
             {"id": "2", "content": "Write count.txt", "status": "completed"}]
     assert call(ctx, "todo_write", todos=done)["output"] == (
-        "Saved 2 todos (0 pending, 0 in progress, 2 completed). Every item is completed: if the task is done, "
-        "reply now with your final answer and no tool call.")
-    assert call(ctx, "todo_write", todos=[])["output"] == "Saved 0 todos (0 pending, 0 in progress, 0 completed)."
+        "Done: saved 2 todos (0 pending, 0 in progress, 2 completed). Every item is completed: if the task is "
+        "done, give your final answer now.")
+    assert call(ctx, "todo_write", todos=[])["output"] == \
+        "Done: saved 0 todos (0 pending, 0 in progress, 0 completed)."
 
 
 def test_todo_write_validates_items(ctx, store):
@@ -546,9 +559,10 @@ def test_a_search_past_its_time_limit_stops_with_an_error(ctx, workspace, monkey
 
 
 def test_every_tool_has_an_example_its_own_schema_accepts():
-    assert set(EXAMPLES) == set(TOOLS)
-    assert {name: argument_problem(tool.parameters, EXAMPLES[name]) for name, tool in TOOLS.items()} == {
-        name: None for name in TOOLS}
+    every = {**TOOLS, FINAL_ANSWER.name: FINAL_ANSWER}
+    assert set(EXAMPLES) == set(every)
+    assert {name: argument_problem(tool.parameters, EXAMPLES[name]) for name, tool in every.items()} == {
+        name: None for name in every}
 
 
 @pytest.mark.parametrize("schema, value, expected", [

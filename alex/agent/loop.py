@@ -15,10 +15,11 @@ from alex.agent.context_window import conversation_budget
 from alex.agent.known_files import known_files
 from alex.agent.lifecycle import TaskLifecycle
 from alex.agent.llm import Completion, LLMCancelled, LLMClient, LLMError, RetryNotice
-from alex.agent.prompts import ANALYSIS_PROMPT, REPEAT_PROMPT, SYSTEM_PROMPT
+from alex.agent.prompts import ANALYSIS_PROMPT, repeat_prompt, system_prompt
 from alex.agent.run_state import Run
 from alex.agent.text_calls import with_text_calls
 from alex.agent.tools import Tool, ToolContext, openai_tool_specs
+from alex.agent.tools.answer import FINAL_ANSWER
 from alex.config import Config
 from alex.store.base import SessionGone, Store
 from alex.store.records import Message, TaskBase
@@ -49,10 +50,12 @@ class AgentLoop:
         self._publisher = publisher
         self._lifecycle = lifecycle
         self._llm = llm
-        self._tools = tools
-        self._tool_specs = openai_tool_specs(tools)
+        self._tools = {**tools, FINAL_ANSWER.name: FINAL_ANSWER} if config.answer_tool else tools
+        self._tool_specs = openai_tool_specs(self._tools)
         self._tools_tokens = estimate_tokens([{"tools": self._tool_specs}])
-        self._calls = CallRunner(tools, self._tool_context)
+        self._calls = CallRunner(self._tools, self._tool_context)
+        self._system_prompt = system_prompt(config.answer_tool)
+        self._repeat_prompt = repeat_prompt(config.answer_tool)
 
     @property
     def llm(self) -> LLMClient:
@@ -121,7 +124,7 @@ class AgentLoop:
             repeats_before = run.repeats.repeats
             tools_run = self._calls.run_all(run, completion, conversation)
             if repeats_before < run.repeats.repeats and not run.repeats.exhausted:
-                conversation.append({"role": "user", "content": REPEAT_PROMPT})  # small models heed a user turn
+                conversation.append({"role": "user", "content": self._repeat_prompt})
             answer = run.answer_part(completion, conversation)
             until_stored(self._store.save_messages, run.task["session_id"], conversation)
             tokens = completion.usage.total_tokens if completion.usage else 0
@@ -167,7 +170,7 @@ class AgentLoop:
         return conversation_budget(self._config.context_tokens, self._llm.context_window(), self._tools_tokens)
 
     def _stream_completion(self, run: Run, conversation: list[Message], budget: int) -> Completion:
-        messages = fit_context([{"role": "system", "content": SYSTEM_PROMPT}, *conversation], budget)
+        messages = fit_context([{"role": "system", "content": self._system_prompt}, *conversation], budget)
         run.emit("thinking", iteration=run.iteration, message_count=len(messages))
         return self._llm.stream(
             messages, self._tool_specs, token=run.token, max_tokens=self._output_cap(),

@@ -31,6 +31,7 @@ class Run:
         self.known_files: set[Path] = set()  # read or written whole in this task: file_write may replace them
         self.stop_reason = "completed"  # what task_complete reports when the model answers
         self._answer_head = ""  # an answer cut at the output token limit, before its continuation
+        self.answer: str | None = None  # given with the final_answer tool (alex.agent.calls)
 
     def emit(self, event_type: str, **fields: Any) -> None:
         """Publish one event of this task (logged, then streamed), then let other greenlets run.
@@ -56,11 +57,14 @@ class Run:
                 "total_tokens": self.total_tokens}
 
     def answer_part(self, completion: Completion, conversation: list[Message]) -> str | None:
-        """The final answer given by a reply without tool calls, or None while the model goes on working.
+        """The final answer given by a reply without tool calls (or by a final_answer call the reply's tools
+        took), or None while the model goes on working.
 
         A text cut at the output token limit (`finish_reason: "length"`) is continued once: a user message asks
         for the rest, and the answer is both parts. Cut again, it is the answer, with stop_reason "truncated".
         """
+        if self.answer is not None:
+            return self.answer
         if completion.tool_calls:
             self._answer_head = ""  # the model went on working: what it wrote before is no part of an answer
             return None

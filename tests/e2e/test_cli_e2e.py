@@ -134,7 +134,7 @@ def test_run_shows_the_task_live_in_plain_text_and_exits_0(start_server, fake_op
     assert lines[1:4] == ["Task: Create hello", "Goal: hello.py prints hello", "--- iteration 1/20"]
     assert lines[4] == "I'll write the file."  # streamed as think_delta pieces, one line once complete
     assert lines[5] == """> file_write: {"path": "hello.py", "content": "print('hello')\\n"}"""
-    assert lines[6] == "  Created hello.py (15 bytes)"
+    assert lines[6] == "  Done: created hello.py (15 bytes, 1 line)."
     bash = lines.index("> bash: python3 hello.py")
     assert lines[bash + 1] == "hello"  # the command's live output
     assert lines[bash + 2].startswith("< bash done in ")

@@ -47,6 +47,11 @@ def _hint(output: str, returncode: int | None) -> str:
     return ""
 
 
+def _line_ended(text: str) -> str:
+    """The text ending with a newline (empty text stays empty)."""
+    return text if not text or text.endswith("\n") else text + "\n"
+
+
 def _timeout(requested: float | None, cap: float) -> float:
     if requested is None:
         return cap
@@ -179,9 +184,12 @@ class _BashRun:
         elif self._stop_reason == "workspace_full":
             error = (f"the workspace passed its limit of {self._ctx.workspace_max_bytes} bytes; the command and "
                      "every process it started were killed (delete files to make room)")
-        if output and not output.endswith("\n") and _hint(output, returncode):
-            output += "\n"
-        return result(output + _hint(output, returncode), -1 if returncode is None else returncode, error)
+        hint = _hint(output, returncode)
+        if hint:
+            output = _line_ended(output) + hint
+        if error is None and returncode is not None:  # small models took an empty result for no result at all
+            output = (_line_ended(output) or "(no output)\n") + f"[exit code {returncode}]"
+        return result(output, -1 if returncode is None else returncode, error)
 
 
 def run_bash(arguments: dict, ctx: ToolContext, sandbox: Sandbox = NO_SANDBOX) -> ToolResult:

@@ -111,8 +111,10 @@ def run_file_write(arguments: dict, ctx: ToolContext) -> ToolResult:
     _write_within_cap(ctx, path, raw, data, path.stat().st_size if existed else 0)
     if ctx.known_files is not None:
         ctx.known_files.add(path)
-    verb = "Overwrote" if existed else "Created"
-    return result(f"{verb} {display_path(ctx.workspace, path)} ({len(data)} bytes)")
+    verb = "overwrote" if existed else "created"
+    content = arguments["content"]
+    lines = content.count("\n") + (bool(content) and not content.endswith("\n"))
+    return result(f"Done: {verb} {display_path(ctx.workspace, path)} ({len(data)} bytes, {_line_count(lines)}).")
 
 
 def _edit_target(path: Path, raw: str) -> bytes:
@@ -145,8 +147,12 @@ def run_file_edit(arguments: dict, ctx: ToolContext) -> ToolResult:
                         "unique, or set replace_all to replace every occurrence")
     edited = text.replace(old, new, -1 if arguments.get("replace_all", False) else 1)
     _write_within_cap(ctx, path, raw, edited.encode("utf-8", "replace"), len(original))
-    return result(f"Replaced {count} occurrence{'s' if count > 1 else ''} in {display_path(ctx.workspace, path)}. "
-                  f"The file now reads, around the change:\n{_around(edited, text.index(old), new)}")
+    return result(f"Done: replaced {count} occurrence{'s' if count > 1 else ''} in {display_path(ctx.workspace, path)}"
+                  f"; the file is saved and now reads, around the change:\n{_around(edited, text.index(old), new)}")
+
+
+def _line_count(count: int) -> str:
+    return f"{count} line{'' if count == 1 else 's'}"
 
 
 def _around(edited: str, start: int, new: str) -> str:

@@ -9,7 +9,7 @@ from alex.agent.tools.base import Tool, ToolContext, ToolError, ToolResult, obje
 from alex.store.records import SessionRecord
 
 STATUSES = ("pending", "in_progress", "completed")
-ALL_DONE = "Every item is completed: if the task is done, reply now with your final answer and no tool call."
+ALL_DONE = "Every item is completed: if the task is done, give your final answer now."
 
 _TODO = object_schema({
     "id": prop("string", "A short identifier, unique within the list, e.g. '1'."),
@@ -42,8 +42,8 @@ def run_todo_write(arguments: dict, ctx: ToolContext) -> ToolResult:
     counts = Counter(todo["status"] for todo in todos)
     summary = ", ".join(f"{counts[status]} {status.replace('_', ' ')}" for status in STATUSES)
     if todos and counts["completed"] == len(todos):  # small models go on re-marking a finished list
-        return result(f"Saved {len(todos)} todos ({summary}). {ALL_DONE}")
-    return result(f"Saved {len(todos)} todos ({summary}).")
+        return result(f"Done: saved {len(todos)} todos ({summary}). {ALL_DONE}")
+    return result(f"Done: saved {len(todos)} todos ({summary}).")
 
 
 TODO_READ = Tool(

@@ -17,6 +17,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "grep": {"pattern": "def main", "path": "."},
     "todo_read": {},
     "todo_write": {"todos": [{"id": "1", "content": "Write the script", "status": "in_progress"}]},
+    "final_answer": {"answer": "Created hello.py; running it prints hello."},
 }
 
 
@@ -25,6 +26,8 @@ TOOL_ALIASES = {
     "read_file": "file_read", "write_file": "file_write", "edit_file": "file_edit", "create_file": "file_write",
     "list_dir": "list_files", "list_directory": "list_files", "ls": "list_files", "search": "grep",
     "shell": "bash", "run": "bash", "run_command": "bash", "execute": "bash", "terminal": "bash",
+    "finish": "final_answer", "answer": "final_answer", "submit": "final_answer", "done": "final_answer",
+    "task_complete": "final_answer", "final": "final_answer",
 }
 ARGUMENT_ALIASES = {
     "path": ("file_path", "filepath", "filename", "file", "dir", "directory"),
@@ -33,6 +36,7 @@ ARGUMENT_ALIASES = {
     "pattern": ("regex", "query"),
     "old_string": ("old_str", "old_text", "old"),
     "new_string": ("new_str", "new_text", "new"),
+    "answer": ("message", "result", "response", "summary", "text", "content"),
 }
 
 

@@ -1,0 +1,115 @@
+"""The final_answer tool: a model ends its task by calling it (ALEX_ANSWER_TOOL), through the fake OpenAI server.
+
+Qwen2.5-Coder 1.5B on llama-server, once it had called a tool, almost never replied in plain text: it repeated a
+finished edit until a limit stopped it. Offered final_answer, it called it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from alex.agent.prompts import repeat_prompt, system_prompt
+from alex.agent.tools.answer import TAKEN
+from tests.agent_support import agent_settings, analysis, run_task
+from tests.fakes.openai_server import text, tool_calls
+
+
+@pytest.fixture
+def agent_app(make_app, fake_openai):
+    return make_app(**agent_settings(fake_openai))
+
+
+def _messages(client, session_id: str) -> list[dict]:
+    return client.get(f"/api/sessions/{session_id}").get_json()["messages"]
+
+
+def test_a_final_answer_call_ends_the_task_with_its_answer_and_no_tool_events(agent_app, fake_openai):
+    fake_openai.script(
+        analysis(),
+        tool_calls(("file_write", {"path": "a.txt", "content": "x\n"})),
+        tool_calls(("final_answer", {"answer": "Wrote a.txt."})),
+        analysis(), text("Still here."),
+    )
+    client = agent_app.test_client()
+    run = run_task(agent_app, client, "write a.txt", "answers")
+    assert run.terminal["event_type"] == "task_complete"
+    assert run.terminal["final_answer"] == "Wrote a.txt." and run.terminal["stop_reason"] == "completed"
+    assert [e["tool_name"] for e in run.of("tool_call_start")] == ["file_write"]
+    assert run.terminal["total_iterations"] == 2 and run.of("iteration_complete")[-1]["tools_run"] == 0
+    answered = _messages(client, "answers")[-2:]
+    assert answered[0]["tool_calls"][0]["function"]["name"] == "final_answer"
+    assert answered[1] == {"role": "tool", "tool_call_id": answered[0]["tool_calls"][0]["id"], "content": TAKEN}
+    # the strict fake takes the conversation as it is stored: every call has its answer
+    follow_up = run_task(agent_app, client, "and now?", "answers")
+    assert follow_up.terminal["final_answer"] == "Still here."
+
+
+def test_the_model_is_offered_final_answer_and_told_to_use_it(agent_app, fake_openai):
+    fake_openai.script(analysis(), text("Hi."))
+    run_task(agent_app, agent_app.test_client(), "hi", "offered")
+    body = fake_openai.requests[-1].body
+    assert "final_answer" in [tool["function"]["name"] for tool in body["tools"]]
+    assert body["messages"][0]["content"] == system_prompt(True) and "call `final_answer`" in system_prompt(True)
+
+
+def test_with_the_setting_off_no_final_answer_is_offered(make_app, fake_openai):
+    app = make_app(**agent_settings(fake_openai, ALEX_ANSWER_TOOL="0"))
+    fake_openai.script(analysis(), text("Hi."))
+    run = run_task(app, app.test_client(), "hi", "not-offered")
+    body = fake_openai.requests[-1].body
+    assert "final_answer" not in [tool["function"]["name"] for tool in body["tools"]]
+    assert body["messages"][0]["content"] == system_prompt(False) and "final_answer" not in system_prompt(False)
+    assert "final_answer" not in repeat_prompt(False) and run.terminal["final_answer"] == "Hi."
+
+
+def test_an_answer_beside_a_call_that_failed_is_not_taken_until_sent_alone(agent_app, fake_openai):
+    # A model that runs a check and answers in the same reply has not seen the check's result.
+    fake_openai.script(
+        analysis(),
+        tool_calls(("bash", {"command": "echo failing; exit 1"}), ("final_answer", {"answer": "All tests pass."})),
+        tool_calls(("final_answer", {"answer": "The tests still fail."})),
+    )
+    run = run_task(agent_app, agent_app.test_client(), "run the tests", "refused")
+    refused = run.of("tool_call_complete")[1]
+    assert refused["tool_name"] == "final_answer" and "bash failed in this same reply" in refused["error"]
+    assert run.terminal["final_answer"] == "The tests still fail." and run.terminal["total_iterations"] == 2
+    tool_messages = [m for m in fake_openai.requests[-1].body["messages"] if m["role"] == "tool"]
+    assert [m["content"].split("\n")[0] for m in tool_messages] == ["failing", "ERROR: " + refused["error"]]
+
+
+def test_an_empty_or_misnamed_answer(agent_app, fake_openai):
+    fake_openai.script(
+        analysis(),
+        tool_calls(("final_answer", {"answer": "  "})),
+        tool_calls(("finish", {"message": "Done, under another name."})),
+    )
+    run = run_task(agent_app, agent_app.test_client(), "finish", "names")
+    assert "the answer is empty" in run.of("tool_call_complete")[0]["error"]
+    assert run.terminal["final_answer"] == "Done, under another name."
+
+
+def test_only_the_first_answer_of_a_reply_is_taken(agent_app, fake_openai):
+    fake_openai.script(analysis(),
+                       tool_calls(("final_answer", {"answer": "One."}), ("final_answer", {"answer": "Two."})))
+    run = run_task(agent_app, agent_app.test_client(), "answer twice", "twice")
+    assert run.terminal["final_answer"] == "One."
+    assert "already gave a final answer" in run.of("tool_call_complete")[0]["error"]
+
+
+def test_an_answer_cut_at_the_token_limit_is_not_taken(agent_app, fake_openai):
+    cut = tool_calls(("final_answer", {"answer": "Half an ans"}), finish_reason="length")
+    fake_openai.script(analysis(), cut, tool_calls(("final_answer", {"answer": "A whole answer."})))
+    run = run_task(agent_app, agent_app.test_client(), "answer", "cut-answer")
+    assert "cut off" in run.of("tool_call_complete")[0]["error"]
+    assert run.terminal["final_answer"] == "A whole answer."
+
+
+def test_the_same_command_twice_in_one_reply_runs_once(agent_app, fake_openai):
+    # Qwen2.5-Coder 1.5B sent `wc -l access.log > count.txt` twice in one reply; an appending command would have
+    # doubled its effect, and the note on the second ("you already ran this") became the model's answer.
+    append = ("bash", {"command": "echo x >> log.txt"})
+    fake_openai.script(analysis(), tool_calls(append, append), text("ok"))
+    run = run_task(agent_app, agent_app.test_client(), "append once", "twin-bash")
+    workspace = agent_app.extensions["alex"].config.workspace_root / "twin-bash"
+    assert (workspace / "log.txt").read_text() == "x\n"
+    assert run.of("tool_call_complete")[1]["result"].startswith("Same call as the one before it")
