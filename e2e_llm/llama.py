@@ -12,6 +12,9 @@ from pathlib import Path
 from tests.e2e.server import wait_until_healthy
 
 TEMPLATE = Path(__file__).with_name("qwen25-codeblock-tools.jinja")
+# The sampling Qwen2.5-Coder-Instruct ships in its generation_config.json (llama-server's own defaults are
+# temperature 0.8, top_k 40, top_p 0.95, no repeat penalty); a request's `temperature` still wins.
+QWEN_SAMPLING = ("--temp", "0.7", "--top-p", "0.8", "--top-k", "20", "--repeat-penalty", "1.05")
 
 
 class LlamaServer:
@@ -23,7 +26,7 @@ class LlamaServer:
         self._log = log_path.open("wb")
         command = [str(binary), "-m", str(model), "--jinja", "--chat-template-file", str(TEMPLATE),
                    "-c", str(context), "-np", "1", "-t", str(min(os.cpu_count() or 2, 4)),
-                   "--host", "127.0.0.1", "--port", str(port)]
+                   *QWEN_SAMPLING, "--host", "127.0.0.1", "--port", str(port)]
         env = dict(os.environ, LD_LIBRARY_PATH=f"{binary.parent}:{os.environ.get('LD_LIBRARY_PATH', '')}")
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env,
                                         start_new_session=True)

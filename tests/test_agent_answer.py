@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from alex.agent.answer_check import named_files
 from alex.agent.prompts import repeat_prompt, system_prompt
 from alex.agent.tools.answer import TAKEN
 from tests.agent_support import agent_settings, analysis, run_task
@@ -113,3 +114,40 @@ def test_the_same_command_twice_in_one_reply_runs_once(agent_app, fake_openai):
     workspace = agent_app.extensions["alex"].config.workspace_root / "twin-bash"
     assert (workspace / "log.txt").read_text() == "x\n"
     assert run.of("tool_call_complete")[1]["result"].startswith("Same call as the one before it")
+
+
+@pytest.mark.parametrize("task, names", [
+    ("Write primes.py, then run it.", ["primes.py"]),
+    ("Count the lines of logs/access.log into count.txt.", ["logs/access.log", "count.txt"]),
+    ("Fix src/app.test.ts (e.g. the import), see https://example.com/a.html or python3.11", ["src/app.test.ts"]),
+    ("Rename notes.v2.md; notes.v2.md is old.", ["notes.v2.md"]),
+])
+def test_the_file_names_a_task_gives(task, names):
+    assert named_files(task) == names
+
+
+def test_the_first_answer_waits_for_the_files_the_task_names(agent_app, fake_openai):
+    # Qwen2.5-Coder 1.5B wrote primes.txt where the task said primes.py, and a guessed count without reading the
+    # log, then answered: the first answer of the task is held back once, saying what is missing.
+    (agent_app.extensions["alex"].config.workspace_root / "check").mkdir(parents=True)
+    (agent_app.extensions["alex"].config.workspace_root / "check" / "access.log").write_text("a\nb\n")
+    fake_openai.script(
+        analysis(),
+        tool_calls(("file_write", {"path": "primes.txt", "content": "2\n"}), ("final_answer", {"answer": "Done."})),
+        tool_calls(("bash", {"command": "wc -l < access.log > primes.py"})),
+        tool_calls(("final_answer", {"answer": "Now done."})),
+    )
+    run = run_task(agent_app, agent_app.test_client(), "Write primes.py, then look at access.log.", "check")
+    held = run.of("tool_call_complete")[1]
+    assert held["tool_name"] == "final_answer" and held["error"].startswith("not taken yet: ")
+    assert "primes.py is named in the task but does not exist" in held["error"]
+    assert "access.log is named in the task but nothing in this task has looked at it" in held["error"]
+    assert run.terminal["final_answer"] == "Now done." and run.terminal["total_iterations"] == 3
+
+
+def test_the_check_holds_an_answer_back_only_once(agent_app, fake_openai):
+    fake_openai.script(analysis(), tool_calls(("final_answer", {"answer": "Deleted."})),
+                       tool_calls(("final_answer", {"answer": "Deleted, it was already gone."})))
+    run = run_task(agent_app, agent_app.test_client(), "Delete old.txt.", "once")
+    assert "old.txt is named in the task but does not exist" in run.of("tool_call_complete")[0]["error"]
+    assert run.terminal["final_answer"] == "Deleted, it was already gone."

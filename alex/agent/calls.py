@@ -7,7 +7,9 @@ tool error saying so, which keeps the conversation valid (every call has its ans
 A `final_answer` call (alex.agent.tools.answer) is handled after the reply's other calls: it is taken — the run
 gets its answer, the model is told TAKEN, no tool events are sent (task_complete carries the answer) — unless its
 arguments are wrong or another call of the same reply failed (a model that runs a check and answers in one reply
-has not seen the check's result). A refused answer is an ordinary failed call, with its events.
+has not seen the check's result). The first answer of a task is also held back once when a file the task names is
+missing or was never looked at (alex.agent.answer_check). A refused answer is an ordinary failed call, with its
+events.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from alex.agent.answer_check import reminder, unmet
 from alex.agent.llm_types import Completion, ToolCall
 from alex.agent.repeats import RUNS_AGAIN, TWIN_NOTE, not_run_note, ran_again_note
 from alex.agent.run_state import Run
@@ -56,11 +59,15 @@ class CallRunner:
                 failed.append(calls[position].name)
         taken = 0
         for position in answers:
-            if run.answer is None and not failed and self._take(run, calls[position]):
-                messages[position], taken = TAKEN, taken + 1
-            else:
-                refusal = _refusal(failed, run)
-                messages[position] = tool_message(self._one(run, calls[position], cut_off, refusal))
+            call = calls[position]
+            refusal = _refusal(failed, run)
+            answer = None if refusal else self._answer_text(run, call)
+            if answer is not None:
+                refusal = self._reminder(run, call)
+                if refusal is None:
+                    run.answer, messages[position], taken = answer, TAKEN, taken + 1
+                    continue
+            messages[position] = tool_message(self._one(run, call, cut_off, refusal))
         conversation.extend({"role": "tool", "tool_call_id": call.id, "content": messages[position]}
                             for position, call in enumerate(calls))
         return len(calls) - taken
@@ -68,17 +75,24 @@ class CallRunner:
     def _is_answer(self, call: ToolCall) -> bool:
         return tool_named(self._tools, call.name) is FINAL_ANSWER
 
-    def _take(self, run: Run, call: ToolCall) -> bool:
-        """Set the run's answer from a final_answer call whose arguments are right; False when they are not."""
+    def _answer_text(self, run: Run, call: ToolCall) -> str | None:
+        """The answer a final_answer call gives, or None when its arguments are wrong (running it says how)."""
         outcome = run_tool(self._tools, call.name, call.arguments, self._make_context(run, call))
-        if outcome["error"]:
-            return False
-        run.answer = outcome["output"]
-        return True
+        return None if outcome["error"] else outcome["output"]
+
+    def _reminder(self, run: Run, call: ToolCall) -> str | None:
+        """Once per task: why the first answer is not taken yet (files the task names that are missing or
+        were never looked at), or None."""
+        if run.answer_checked:
+            return None
+        run.answer_checked = True
+        problems = unmet(run.task["task"], self._make_context(run, call).workspace, run.call_arguments)
+        return reminder(problems) if problems else None
 
     def _one(self, run: Run, call: ToolCall, cut_off: bool, refusal: str | None = None) -> ToolResult:
         """Run or answer one call with its start and complete events; its result."""
         run.token.raise_if_cancelled()
+        run.call_arguments.append(call.arguments)
         run.emit("tool_call_start", iteration=run.iteration, call_id=call.id, tool_name=call.name,
                  arguments=_parsed_arguments(call.arguments))
         started = time.monotonic()

@@ -32,6 +32,8 @@ class Run:
         self.stop_reason = "completed"  # what task_complete reports when the model answers
         self._answer_head = ""  # an answer cut at the output token limit, before its continuation
         self.answer: str | None = None  # given with the final_answer tool (alex.agent.calls)
+        self.answer_checked = False  # the task's named files were checked before a final_answer
+        self.call_arguments: list[str] = []  # the raw arguments of every tool call of the task
 
     def emit(self, event_type: str, **fields: Any) -> None:
         """Publish one event of this task (logged, then streamed), then let other greenlets run.
