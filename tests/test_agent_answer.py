@@ -151,3 +151,18 @@ def test_the_check_holds_an_answer_back_only_once(agent_app, fake_openai):
     run = run_task(agent_app, agent_app.test_client(), "Delete old.txt.", "once")
     assert "old.txt is named in the task but does not exist" in run.of("tool_call_complete")[0]["error"]
     assert run.terminal["final_answer"] == "Deleted, it was already gone."
+
+
+def test_the_reminder_is_also_a_user_turn_after_the_results(agent_app, fake_openai):
+    # The 1.5B model copied the tool error into its next final_answer; told the same as a user turn, it wrote the
+    # missing file in 3 and 4 of 4 replays.
+    fake_openai.script(analysis(), tool_calls(("final_answer", {"answer": "Written."})),
+                       tool_calls(("file_write", {"path": "notes.md", "content": "x\n"})),
+                       tool_calls(("final_answer", {"answer": "Written now."})))
+    run = run_task(agent_app, agent_app.test_client(), "Write notes.md.", "turn")
+    sent = fake_openai.requests[2].body["messages"]
+    assert [m["role"] for m in sent[-3:]] == ["assistant", "tool", "user"]
+    assert sent[-1]["content"] == ("Before you finish: notes.md is named in the task but does not exist in the "
+                                   "workspace. Do what the task asks with it.")
+    assert fake_openai.requests[3].body["messages"][-1]["role"] == "tool"  # once only
+    assert run.terminal["final_answer"] == "Written now."

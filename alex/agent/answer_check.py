@@ -4,9 +4,9 @@ Small models answer early: Qwen2.5-Coder 1.5B wrote `primes.txt` where the task 
 marked "write README.md" completed without writing it, and wrote a guessed line count of `access.log` into
 `count.txt` without ever looking at the log. Before the first final_answer of a task is taken, every file name the
 task's text gives is checked: one that does not exist in the workspace, or that no call of this task named in its
-arguments (a path, a command), is pointed out, and the model may do what is missing or call final_answer again,
-which is then taken. It is a reminder, never a judgement of the work: a task may name a file to delete, or one it
-must not touch.
+arguments (a path, a command), is pointed out (in the refused call's tool error and in a user turn after it), and
+the model may do what is missing or call final_answer again, which is then taken. It is a reminder, never a
+judgement of the work: a task may name a file to delete, or one it must not touch.
 """
 
 from __future__ import annotations
@@ -42,5 +42,11 @@ def unmet(task: str, workspace: Path, call_arguments: Iterable[str]) -> list[str
 
 
 def reminder(problems: list[str]) -> str:
-    """The refusal of a final_answer that comes before the task's named files were seen to."""
+    """The refusal of a final_answer that comes before the task's named files were seen to (the tool error)."""
     return "not taken yet: " + "; ".join(problems) + ". Do what the task asks with it, then finish."
+
+
+def reminder_turn(problems: list[str]) -> str:
+    """The user turn that follows that refusal: the 1.5B model copied the tool error into its next answer, but
+    given the same words as a user turn it wrote the missing file (3 and 4 of 4 replays) or read the log."""
+    return "Before you finish: " + "; ".join(problems) + ". Do what the task asks with it."

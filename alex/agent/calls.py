@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from alex.agent.answer_check import reminder, unmet
+from alex.agent.answer_check import reminder, reminder_turn, unmet
 from alex.agent.llm_types import Completion, ToolCall
 from alex.agent.repeats import RUNS_AGAIN, TWIN_NOTE, not_run_note, ran_again_note
 from alex.agent.run_state import Run
@@ -87,7 +87,10 @@ class CallRunner:
             return None
         run.answer_checked = True
         problems = unmet(run.task["task"], self._make_context(run, call).workspace, run.call_arguments)
-        return reminder(problems) if problems else None
+        if not problems:
+            return None
+        run.user_turn = reminder_turn(problems)
+        return reminder(problems)
 
     def _one(self, run: Run, call: ToolCall, cut_off: bool, refusal: str | None = None) -> ToolResult:
         """Run or answer one call with its start and complete events; its result."""

@@ -123,7 +123,10 @@ class AgentLoop:
             conversation.append(_assistant_message(completion))
             repeats_before = run.repeats.repeats
             tools_run = self._calls.run_all(run, completion, conversation)
-            if repeats_before < run.repeats.repeats and not run.repeats.exhausted:
+            if run.user_turn is not None:
+                conversation.append({"role": "user", "content": run.user_turn})
+                run.user_turn = None
+            elif repeats_before < run.repeats.repeats and not run.repeats.exhausted:
                 conversation.append({"role": "user", "content": self._repeat_prompt})
             answer = run.answer_part(completion, conversation)
             until_stored(self._store.save_messages, run.task["session_id"], conversation)

@@ -34,6 +34,7 @@ class Run:
         self.answer: str | None = None  # given with the final_answer tool (alex.agent.calls)
         self.answer_checked = False  # the task's named files were checked before a final_answer
         self.call_arguments: list[str] = []  # the raw arguments of every tool call of the task
+        self.user_turn: str | None = None  # to follow this reply's tool results (alex.agent.answer_check)
 
     def emit(self, event_type: str, **fields: Any) -> None:
         """Publish one event of this task (logged, then streamed), then let other greenlets run.
