@@ -103,5 +103,6 @@ def echo_agent_reply(request: Any) -> Any:
         return analysis()
     last = request.body["messages"][-1]
     if last["role"] == "tool":
-        return text(f"The command printed: {last['content'].strip()}")
+        printed = last["content"].removesuffix("[exit code 0]").strip()
+        return text(f"The command printed: {printed}")
     return tool_calls(("bash", {"command": f"echo '{last['content']}'"}))
