@@ -166,3 +166,20 @@ def test_the_reminder_is_also_a_user_turn_after_the_results(agent_app, fake_open
                                    "workspace. Do what the task asks with it.")
     assert fake_openai.requests[3].body["messages"][-1]["role"] == "tool"  # once only
     assert run.terminal["final_answer"] == "Written now."
+
+
+def test_a_first_answer_in_plain_text_waits_for_the_named_files_too(agent_app, fake_openai):
+    # Qwen2.5-Coder 0.5B answered "Write primes.py …" with the script in a ```python block and no tool call.
+    fake_openai.script(
+        analysis(),
+        text("```python\nprint(2)\n```"),
+        tool_calls(("file_write", {"path": "primes.py", "content": "print(2)\n"})),
+        text("Wrote primes.py."),
+    )
+    run = run_task(agent_app, agent_app.test_client(), "Write primes.py.", "plain")
+    sent = fake_openai.requests[2].body["messages"]
+    assert [m["role"] for m in sent[-2:]] == ["assistant", "user"]
+    assert sent[-1]["content"].startswith("Before you finish: primes.py is named in the task but does not exist")
+    assert run.terminal["final_answer"] == "Wrote primes.py." and run.terminal["total_iterations"] == 3
+    workspace = agent_app.extensions["alex"].config.workspace_root / "plain"
+    assert (workspace / "primes.py").read_text() == "print(2)\n"

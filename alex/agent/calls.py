@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from alex.agent.answer_check import reminder, reminder_turn, unmet
+from alex.agent.answer_check import reminder, reminder_turn
 from alex.agent.llm_types import Completion, ToolCall
 from alex.agent.repeats import RUNS_AGAIN, TWIN_NOTE, not_run_note, ran_again_note
 from alex.agent.run_state import Run
@@ -83,10 +83,7 @@ class CallRunner:
     def _reminder(self, run: Run, call: ToolCall) -> str | None:
         """Once per task: why the first answer is not taken yet (files the task names that are missing or
         were never looked at), or None."""
-        if run.answer_checked:
-            return None
-        run.answer_checked = True
-        problems = unmet(run.task["task"], self._make_context(run, call).workspace, run.call_arguments)
+        problems = run.first_answer_problems(self._make_context(run, call).workspace)
         if not problems:
             return None
         run.user_turn = reminder_turn(problems)

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from alex.agent.answer_check import unmet
 from alex.agent.cancel import CancelToken
 from alex.agent.llm_types import Completion
 from alex.agent.prompts import CONTINUE_PROMPT
@@ -82,6 +83,14 @@ class Run:
             return ""
         conversation.append({"role": "user", "content": CONTINUE_PROMPT})
         return None
+
+    def first_answer_problems(self, workspace: Path) -> list[str]:
+        """Once per task, before its first answer is taken: the files the task names that are missing from
+        `workspace` or that no call of the task named (alex.agent.answer_check); [] afterwards."""
+        if self.answer_checked:
+            return []
+        self.answer_checked = True
+        return unmet(self.task["task"], workspace, self.call_arguments)
 
     def time_out(self) -> None:
         """Called by the deadline timer: stop the task at once (LLM stream and bash included)."""

@@ -1,9 +1,9 @@
 """`final_answer`: the tool a model calls to end its task with its answer for the user.
 
-Small models served by llama-server (Qwen2.5-Coder 1.5B and 0.5B), once they have called a tool, went on calling
-tools and almost never replied with plain text: they repeated a finished edit, re-ran a script, re-marked todos
-until a limit stopped them. Offered a tool that ends the task, they called it (replays of the same conversations:
-0 of 4 stops without it, 4 of 4 with it). A reply without tool calls still ends a task as before, so models that
+Small models served by llama-server (Qwen2.5-Coder 1.5B), once they have called a tool, went on calling tools and
+almost never replied with plain text: they repeated a finished edit, re-ran a script, re-marked todos until a
+limit stopped them. Offered a tool that ends the task, the 1.5B model called it (replays of one conversation: 0 of 4
+stops without it, 4 of 4 with it). A reply without tool calls still ends a task as before, so models that
 answer in text are unaffected. The loop, not this module, takes the answer (alex.agent.calls): `run` is only what
 the model is told when its call is taken. The tool's output is the answer itself; the model is told TAKEN.
 """
