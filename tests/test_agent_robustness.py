@@ -433,3 +433,22 @@ def test_each_agent_reply_is_capped_at_the_output_token_setting(make_app, fake_o
     uncapped = make_app(**agent_settings(fake_openai, ALEX_LLM_MAX_OUTPUT_TOKENS="0"))
     run_task(uncapped, uncapped.test_client(), "hi", "uncapped")
     assert "max_tokens" not in fake_openai.requests[3].body
+
+
+def test_a_reply_that_is_only_a_call_of_an_unknown_tool_is_told_the_tools(agent_app, fake_openai):
+    # Qwen2.5-Coder 0.5B answered "change the port in settings.py" with nothing but
+    # {"name": "change_port", "arguments": {"new_port": "9090"}}, which ended the task as its answer.
+    fake_openai.script(
+        analysis(),
+        text('{\n"name": "change_port",\n"arguments": {"new_port": "9090"}\n}'),
+        text('```json\n{"name": "file_read", "arguments": {"path": "settings.py"}}\n```'),
+        text("It says PORT = 8080."),
+    )
+    workspace = agent_app.extensions["alex"].config.workspace_root / "unknown-text-call"
+    workspace.mkdir(parents=True)
+    (workspace / "settings.py").write_text("PORT = 8080\n")
+    run = run_task(agent_app, agent_app.test_client(), "What port does settings.py set?", "unknown-text-call")
+    unknown, read = run.of("tool_call_complete")
+    assert unknown["tool_name"] == "change_port" and "there is no tool named 'change_port'" in unknown["error"]
+    assert "available tools: bash, file_read" in unknown["error"] and read["error"] is None
+    assert run.terminal["final_answer"] == "It says PORT = 8080."

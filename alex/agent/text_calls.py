@@ -5,7 +5,10 @@ holding `{"name": …, "arguments": …}`). When they slip — another fence (``
 string — the server passes the text through and the call would become the task's "final answer". A reply without
 tool calls whose text holds such an object, naming one of the enabled tools (or a common other name for one), is
 read as calling it: the object is taken out of the text (with its fence, when nothing else is in it), and the call
-gets an id of its own. Any other JSON in an answer is left alone.
+gets an id of its own. A reply that is nothing but one such object naming a tool that does not exist (the 0.5B
+model wrote `{"name": "change_port", "arguments": {"new_port": "9090"}}` as its whole reply) is a call too: it is
+answered with the unknown-tool error and the list of tools, instead of becoming the task's answer. Any other JSON
+in an answer is left alone.
 """
 
 from __future__ import annotations
@@ -33,11 +36,12 @@ def _arguments(value: Any) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _call(value: Any, tools: dict[str, Tool]) -> ToolCall | None:
+def _call(value: Any, tools: dict[str, Tool] | None) -> ToolCall | None:
+    """The call the object spells, naming one of `tools` (None: any name), else None."""
     if not isinstance(value, dict) or set(value) != _CALL_KEYS or not isinstance(value["name"], str):
         return None
     arguments = _arguments(value["arguments"])
-    if arguments is None or tool_named(tools, value["name"]) is None:
+    if arguments is None or (tools is not None and tool_named(tools, value["name"]) is None):
         return None
     return ToolCall(f"call_{uuid.uuid4().hex[:24]}", value["name"], json.dumps(arguments, ensure_ascii=False))
 
@@ -72,4 +76,15 @@ def with_text_calls(completion: Completion, tools: dict[str, Tool]) -> Completio
     if completion.tool_calls or completion.finish_reason == "length" or "{" not in completion.content:
         return completion
     content, calls = calls_in_text(completion.content, tools)
+    if not calls:
+        content, calls = "", [call for call in [_lone_call(completion.content)] if call is not None]
     return replace(completion, content=content, tool_calls=calls) if calls else completion
+
+
+def _lone_call(text: str) -> ToolCall | None:
+    """The call a reply that is only one `{"name", "arguments"}` object (fenced or not) spells, whatever its name."""
+    body = re.sub(r"^\s*```[\w+-]*[ \t]*\n|\n?```\s*$", "", text)
+    try:
+        return _call(json.loads(body), None)
+    except ValueError:
+        return None

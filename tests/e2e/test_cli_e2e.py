@@ -197,11 +197,13 @@ def test_run_exits_3_when_the_task_is_cancelled_elsewhere(start_server, fake_ope
 
 
 def gated_script(gate: threading.Event):
-    """Analysis, a bash call, then an answer that waits for `gate` (the test's moment to break things)."""
+    """Analysis, a bash call that writes and runs hello.py, then an answer that waits for `gate` (the test's moment
+    to break things)."""
     def answer_when_open(_request):
         assert gate.wait(30), "the test never opened the gate"
         return text(ANSWER)
-    return (analysis(), tool_calls(("bash", {"command": "echo hello"})), routed(answer_when_open))
+    command = "echo \"print('hello')\" > hello.py && python3 hello.py"  # TASK's file exists before the answer
+    return (analysis(), tool_calls(("bash", {"command": command})), routed(answer_when_open))
 
 
 def test_run_resumes_after_a_forced_disconnect_without_repeating_an_event(start_server, fake_openai, cli_processes):
