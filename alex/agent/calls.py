@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from alex.agent.answer_check import reminder, reminder_turn
+from alex.agent.answer_check import reminder
 from alex.agent.llm_types import Completion, ToolCall
 from alex.agent.repeats import RUNS_AGAIN, TWIN_NOTE, not_run_note, ran_again_note
 from alex.agent.run_state import Run
@@ -83,11 +83,8 @@ class CallRunner:
     def _reminder(self, run: Run, call: ToolCall) -> str | None:
         """Once per task: why the first answer is not taken yet (files the task names that are missing or
         were never looked at), or None."""
-        problems = run.first_answer_problems(self._make_context(run, call).workspace)
-        if not problems:
-            return None
-        run.user_turn = reminder_turn(problems)
-        return reminder(problems)
+        problems = run.hold_first_answer(self._make_context(run, call).workspace)
+        return reminder(problems) if problems else None
 
     def _one(self, run: Run, call: ToolCall, cut_off: bool, refusal: str | None = None) -> ToolResult:
         """Run or answer one call with its start and complete events; its result."""

@@ -7,7 +7,6 @@ import logging
 import threading
 from typing import Any
 
-from alex.agent.answer_check import reminder_turn
 from alex.agent.call_arguments import stored_arguments
 from alex.agent.calls import CallRunner
 from alex.agent.cancel import CancelToken, TaskCancelled
@@ -124,14 +123,15 @@ class AgentLoop:
             conversation.append(_assistant_message(completion))
             repeats_before = run.repeats.repeats
             tools_run = self._calls.run_all(run, completion, conversation)
+            answer = run.answer_part(completion, conversation)
+            plain_text = answer is not None and run.answer is None and run.stop_reason != "truncated"
+            if plain_text and run.hold_first_answer(workspace_dir(self._config.workspace_root, run.task["session_id"])):
+                answer = None  # a first answer in plain text waits too, as a final_answer call does (alex.agent.calls)
             if run.user_turn is not None:
                 conversation.append({"role": "user", "content": run.user_turn})
                 run.user_turn = None
             elif repeats_before < run.repeats.repeats and not run.repeats.exhausted:
                 conversation.append({"role": "user", "content": self._repeat_prompt})
-            answer = run.answer_part(completion, conversation)
-            if answer is not None and run.answer is None and run.stop_reason != "truncated":
-                answer = self._unless_held_back(run, answer, conversation)
             until_stored(self._store.save_messages, run.task["session_id"], conversation)
             tokens = completion.usage.total_tokens if completion.usage else 0
             run.emit("iteration_complete", iteration=run.iteration, tokens_used=tokens, tools_run=tools_run)
@@ -146,15 +146,6 @@ class AgentLoop:
             if run.total_tokens > self._config.task_max_tokens:
                 raise TokenBudgetExceeded
         raise IterationLimit
-
-    def _unless_held_back(self, run: Run, answer: str, conversation: list[Message]) -> str | None:
-        """A plain-text answer, or None when it is the task's first and a file the task names is missing or was
-        never looked at: a user turn then says so (as for a final_answer call, alex.agent.calls)."""
-        problems = run.first_answer_problems(workspace_dir(self._config.workspace_root, run.task["session_id"]))
-        if not problems:
-            return answer
-        conversation.append({"role": "user", "content": reminder_turn(problems)})
-        return None
 
     def _think(self, run: Run, conversation: list[Message]) -> Completion:
         """One streamed completion; when the server says the context is too long, fit the conversation to the

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from alex.agent.answer_check import unmet
+from alex.agent.answer_check import reminder_turn, unmet
 from alex.agent.cancel import CancelToken
 from alex.agent.llm_types import Completion
 from alex.agent.prompts import CONTINUE_PROMPT
@@ -35,7 +35,7 @@ class Run:
         self.answer: str | None = None  # given with the final_answer tool (alex.agent.calls)
         self.answer_checked = False  # the task's named files were checked before a final_answer
         self.call_arguments: list[str] = []  # the raw arguments of every tool call of the task
-        self.user_turn: str | None = None  # to follow this reply's tool results (alex.agent.answer_check)
+        self.user_turn: str | None = None  # to follow this reply (alex.agent.answer_check)
 
     def emit(self, event_type: str, **fields: Any) -> None:
         """Publish one event of this task (logged, then streamed), then let other greenlets run.
@@ -84,13 +84,17 @@ class Run:
         conversation.append({"role": "user", "content": CONTINUE_PROMPT})
         return None
 
-    def first_answer_problems(self, workspace: Path) -> list[str]:
+    def hold_first_answer(self, workspace: Path) -> list[str]:
         """Once per task, before its first answer is taken: the files the task names that are missing from
-        `workspace` or that no call of the task named (alex.agent.answer_check); [] afterwards."""
+        `workspace` or that no call of the task named (alex.agent.answer_check), with the user turn saying so
+        queued in `user_turn`; [] when there are none, and afterwards."""
         if self.answer_checked:
             return []
         self.answer_checked = True
-        return unmet(self.task["task"], workspace, self.call_arguments)
+        problems = unmet(self.task["task"], workspace, self.call_arguments)
+        if problems:
+            self.user_turn = reminder_turn(problems)
+        return problems
 
     def time_out(self) -> None:
         """Called by the deadline timer: stop the task at once (LLM stream and bash included)."""

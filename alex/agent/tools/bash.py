@@ -173,8 +173,7 @@ class _BashRun:
         """The capped combined output, bash's exit status and, after a timeout or cancel, the error."""
         output = self._combined.text()
         if self._leftovers:
-            separator = "\n" if output and not output.endswith("\n") else ""
-            output += f"{separator}[processes the command left running in the background were stopped]"
+            output = _line_ended(output) + "[processes the command left running in the background were stopped]"
         returncode = self.group.proc.returncode
         error = None
         if self._stop_reason == "timeout":
