@@ -33,6 +33,7 @@ class Config:
     llm_provider: str
     llm_model: str
     llm_temperature: float | None
+    llm_tool_choice: str
     llm_max_output_tokens: int
     base_url: str
     cors_allowed_origins: tuple[str, ...]
@@ -110,6 +111,9 @@ def _derived(values: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"ALEX_BASE_URL={values['base_url']!r} is not valid: expected an http(s) URL")
     if values["redis_url"] and not values["redis_url"].startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(f"REDIS_URL={values['redis_url']!r} is not valid: expected a redis:// URL")
+    if values["llm_tool_choice"] != "auto" and not values["answer_tool"]:
+        raise ConfigError(f"ALEX_LLM_TOOL_CHOICE={values['llm_tool_choice']} needs ALEX_ANSWER_TOOL=1: a model "
+                          "that must call a tool every turn can only finish with the final_answer tool")
     if values["log_level"] not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"ALEX_LOG_LEVEL={values['log_level']!r} is not valid: expected DEBUG, INFO, WARNING, ERROR")
     return values

@@ -45,6 +45,12 @@ def _temperature(raw: str) -> float | None:
     return value
 
 
+def _tool_choice(raw: str) -> str:
+    if raw.lower() not in ("auto", "required", "json_schema"):
+        raise ValueError
+    return raw.lower()
+
+
 def _port(raw: str) -> int:
     value = int(raw)
     if not 0 < value < 65536:
@@ -133,6 +139,12 @@ SETTINGS: dict[str, tuple[str, Callable[[str], Any], str, str]] = {
     "ALEX_LLM_TEMPERATURE": ("llm_temperature", _temperature, "server",
                              "the sampling temperature sent with every chat completion request, 0 to 2 (server: "
                              "none is sent, the server's default applies)"),
+    "ALEX_LLM_TOOL_CHOICE": ("llm_tool_choice", _tool_choice, "auto",
+                             "auto (the model may reply in text or call tools; nothing is sent), required (sent as "
+                             "tool_choice: every agent turn calls a tool and the task ends with final_answer) or "
+                             "json_schema (every agent turn is one tool call, asked for with a response_format JSON "
+                             "schema of the tools: for llama.cpp-style servers, which then only let a small model "
+                             "write calls that fit the tools); required and json_schema need ALEX_ANSWER_TOOL=1"),
     "ALEX_BASE_URL": ("base_url", str, "https://api.openai.com/v1",
                       "the OpenAI-compatible API base URL, usually ending in /v1 (llama.cpp, vLLM, Ollama: their /v1)"),
     "CORS_ALLOWED_ORIGINS": ("cors_allowed_origins", _origins, "",

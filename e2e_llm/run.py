@@ -174,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=default_cache())
     parser.add_argument("--temperature", default=os.environ.get("LLM_TEMPERATURE") or "server",
                         help="ALEX_LLM_TEMPERATURE for alex (default 'server': llama-server's own, 0.8)")
+    parser.add_argument("--tool-choice", default=os.environ.get("LLM_TOOL_CHOICE") or "auto",
+                        choices=("auto", "required", "json_schema"), help="ALEX_LLM_TOOL_CHOICE for alex")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _stop)  # the servers are stopped in `finally` (a background job ignores SIGINT)
     paths = prepare(args.cache, [args.model])
@@ -187,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"llama-server ready at {llama.url} (n_ctx {llama.props()['default_generation_settings']['n_ctx']})")
         server = GunicornServer(work / "data", ALEX_BASE_URL=f"{llama.url}/v1", OPENAI_API_KEY="e2e-llm-dummy-key",
                                 ALEX_LLM_MODEL=f"qwen2.5-coder-{args.model}", ALEX_TASK_TIMEOUT_S="420",
-                                ALEX_LLM_READ_TIMEOUT_S="180", ALEX_LLM_TEMPERATURE=args.temperature).wait_ready(60)
+                                ALEX_LLM_READ_TIMEOUT_S="180", ALEX_LLM_TEMPERATURE=args.temperature,
+                                ALEX_LLM_TOOL_CHOICE=args.tool_choice).wait_ready(60)
         root = work / "data" / "workspaces"
         results = []
         for task in tasks:
@@ -200,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         if server is not None:
             server.stop()
         llama.stop()
-    report = table(f"{args.model} (temperature {args.temperature})", results)
+    report = table(f"{args.model} (temperature {args.temperature}, tool choice {args.tool_choice})", results)
     errors = [f"{r.name}: {error}" for r in results for error in r.errors]
     report += "\n" + "\n".join(["error events:", *errors] if errors else ["no error event"])
     report += f"\nlogs and transcripts in {work}"

@@ -6,6 +6,9 @@ finished edit until a limit stopped it. Offered final_answer, it called it.
 
 from __future__ import annotations
 
+import json
+
+import jsonschema
 import pytest
 
 from alex.agent.answer_check import named_files
@@ -183,3 +186,25 @@ def test_a_first_answer_in_plain_text_waits_for_the_named_files_too(agent_app, f
     assert run.terminal["final_answer"] == "Wrote primes.py." and run.terminal["total_iterations"] == 3
     workspace = agent_app.extensions["alex"].config.workspace_root / "plain"
     assert (workspace / "primes.py").read_text() == "print(2)\n"
+
+
+def test_with_tool_choice_json_schema_every_turn_is_asked_for_as_one_call_of_the_tools(make_app, fake_openai):
+    # llama-server turns the schema into a grammar: its reply is one `{"name", "arguments"}` object as text.
+    app = make_app(**agent_settings(fake_openai, ALEX_LLM_TOOL_CHOICE="json_schema"))
+    replies = [{"name": "file_write", "arguments": {"path": "a.txt", "content": "x\n"}},
+               {"name": "final_answer", "arguments": {"answer": "Wrote a.txt."}}]
+    fake_openai.script(analysis(), *(text(json.dumps(reply)) for reply in replies))
+    run = run_task(app, app.test_client(), "write a.txt", "schema")
+    assert run.terminal["final_answer"] == "Wrote a.txt." and run.terminal["stop_reason"] == "completed"
+    assert [e["tool_name"] for e in run.of("tool_call_complete")] == ["file_write"]
+    analysis_body, *turns = (request.body for request in fake_openai.requests)
+    assert analysis_body["response_format"] == {"type": "json_object"} and "tools" not in analysis_body
+    schema = turns[0]["response_format"]["json_schema"]["schema"]
+    assert [call["properties"]["name"]["const"] for call in schema["anyOf"]] == [
+        tool["function"]["name"] for tool in turns[0]["tools"]]
+    for reply in replies:  # what the model wrote fits the schema; an invented tool or argument would not
+        jsonschema.validate(reply, schema)
+    for wrong in ({"name": "change_port", "arguments": {}}, {"name": "bash", "arguments": {"cmd": "ls"}}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(wrong, schema)
+    assert all("tool_choice" not in body for body in turns)

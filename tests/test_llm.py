@@ -181,6 +181,26 @@ def test_the_temperature_setting_reaches_the_client():
         Config.from_env({"ALEX_LLM_TEMPERATURE": "3"})
 
 
+def test_a_required_tool_choice_is_sent_with_tools_only(fake_openai, make_llm, llm_probe):
+    fake_openai.script(text(), text(), text())
+    _stream(make_llm(tool_choice="required"), llm_probe, tools=[BASH_TOOL])
+    _stream(make_llm(tool_choice="required"), llm_probe)  # the task analysis: no tools, so no tool_choice
+    _stream(make_llm(), llm_probe, tools=[BASH_TOOL])
+    assert fake_openai.requests[0].body["tool_choice"] == "required"
+    assert "tool_choice" not in fake_openai.requests[1].body
+    assert "tool_choice" not in fake_openai.requests[2].body
+
+
+def test_the_tool_choice_setting_reaches_the_client_and_needs_the_answer_tool():
+    config = Config.from_env({"ALEX_LLM_TOOL_CHOICE": "Required"})
+    assert config.llm_tool_choice == "required" and LLMClient.from_config(config).tool_choice == "required"
+    assert Config.from_env({}).llm_tool_choice == "auto"
+    with pytest.raises(ConfigError, match="ALEX_LLM_TOOL_CHOICE"):
+        Config.from_env({"ALEX_LLM_TOOL_CHOICE": "none"})
+    with pytest.raises(ConfigError, match="needs ALEX_ANSWER_TOOL=1"):
+        Config.from_env({"ALEX_LLM_TOOL_CHOICE": "required", "ALEX_ANSWER_TOOL": "0"})
+
+
 def test_without_a_key_no_authorization_is_sent(fake_openai, make_llm, llm_probe):
     fake_openai.script(text())
     _stream(make_llm(api_key=""), llm_probe)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from alex.agent.call_schema import one_call_format
 from alex.agent.cancel import CancelToken
 from alex.agent.context_window import read_props_window
 from alex.agent.llm_http import BearerAuth, HTTPCall
@@ -41,11 +42,12 @@ class LLMClient:
     def __init__(
         self, *, base_url: str, api_key: str, model: str, max_retries: int = 2, connect_timeout_s: float = 10,
         read_timeout_s: float = 120, call_deadline_s: float = 600, sleep: Sleep | None = None,
-        temperature: float | None = None,
+        temperature: float | None = None, tool_choice: str = "auto",
     ):
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
         self.temperature = temperature  # None: the server's default
+        self.tool_choice = tool_choice  # "auto" (the API's default, not sent), "required" or "json_schema"
         self.max_retries = max_retries
         self._key = api_key
         self._auth = BearerAuth(api_key) if api_key else None  # a local server may need no key
@@ -66,7 +68,7 @@ class LLMClient:
             base_url=config.base_url, api_key=config.openai_api_key, model=config.llm_model,
             max_retries=config.llm_max_retries, connect_timeout_s=config.llm_connect_timeout_s,
             read_timeout_s=config.llm_read_timeout_s, call_deadline_s=config.llm_call_deadline_s,
-            temperature=config.llm_temperature,
+            temperature=config.llm_temperature, tool_choice=config.llm_tool_choice,
         )
 
     def __repr__(self) -> str:
@@ -96,6 +98,10 @@ class LLMClient:
                                 "stream_options": {"include_usage": True}}
         if tools:
             body["tools"] = tools
+            if self.tool_choice == "required":
+                body["tool_choice"] = "required"
+            elif self.tool_choice == "json_schema":
+                body["response_format"] = one_call_format(tools)
         if self.temperature is not None:
             body["temperature"] = self.temperature
         if max_tokens is not None:
