@@ -11,7 +11,7 @@ import json
 import jsonschema
 import pytest
 
-from alex.agent.answer_check import named_files
+from alex.agent.answer_check import named_files, unmet
 from alex.agent.prompts import repeat_prompt, system_prompt
 from alex.agent.tools.answer import TAKEN
 from tests.agent_support import agent_settings, analysis, run_task
@@ -148,7 +148,7 @@ def test_the_first_answer_waits_for_the_files_the_task_names(agent_app, fake_ope
     assert run.terminal["final_answer"] == "Now done." and run.terminal["total_iterations"] == 3
 
 
-def test_the_check_holds_an_answer_back_only_once(agent_app, fake_openai):
+def test_the_check_points_out_each_problem_once(agent_app, fake_openai):
     fake_openai.script(analysis(), tool_calls(("final_answer", {"answer": "Deleted."})),
                        tool_calls(("final_answer", {"answer": "Deleted, it was already gone."})))
     run = run_task(agent_app, agent_app.test_client(), "Delete old.txt.", "once")
@@ -166,7 +166,7 @@ def test_the_reminder_is_also_a_user_turn_after_the_results(agent_app, fake_open
     sent = fake_openai.requests[2].body["messages"]
     assert [m["role"] for m in sent[-3:]] == ["assistant", "tool", "user"]
     assert sent[-1]["content"] == ("Before you finish: notes.md is named in the task but does not exist in the "
-                                   "workspace. Do what the task asks with it.")
+                                   "workspace. Do what the task asks.")
     assert fake_openai.requests[3].body["messages"][-1]["role"] == "tool"  # once only
     assert run.terminal["final_answer"] == "Written now."
 
@@ -186,6 +186,47 @@ def test_a_first_answer_in_plain_text_waits_for_the_named_files_too(agent_app, f
     assert run.terminal["final_answer"] == "Wrote primes.py." and run.terminal["total_iterations"] == 3
     workspace = agent_app.extensions["alex"].config.workspace_root / "plain"
     assert (workspace / "primes.py").read_text() == "print(2)\n"
+
+
+def test_a_task_that_asks_for_a_run_waits_until_something_ran_after_the_last_change(agent_app, fake_openai):
+    # Qwen2.5-Coder 1.5B wrote primes.py (after the file check) and answered without running it.
+    fake_openai.script(
+        analysis(),
+        tool_calls(("file_write", {"path": "primes.py", "content": "print(2)\n"})),
+        tool_calls(("final_answer", {"answer": "Wrote it."})),
+        tool_calls(("bash", {"command": "python3 primes.py"})),
+        tool_calls(("final_answer", {"answer": "Wrote it and ran it: it prints 2."})),
+    )
+    run = run_task(agent_app, agent_app.test_client(), "Write primes.py, then run it.", "run-it")
+    held = run.of("tool_call_complete")[1]
+    assert held["tool_name"] == "final_answer"
+    assert "the task asks to run or test something, and nothing has run since primes.py changed" in held["error"]
+    assert fake_openai.requests[3].body["messages"][-1]["content"].startswith("Before you finish: the task asks")
+    assert run.terminal["final_answer"] == "Wrote it and ran it: it prints 2."
+
+
+def test_a_file_is_looked_at_only_when_a_call_names_it_whole(tmp_path):
+    # The 1.5B model read and edited test_calc.py, never calc.py, which the task said held the bug.
+    (tmp_path / "calc.py").write_text("")
+    task = "Find the bug in calc.py."
+    assert unmet(task, tmp_path, [("file_read", '{"path": "test_calc.py"}')]) == [
+        "calc.py is named in the task but nothing in this task has looked at it"]
+    for seen in ('{"path": "calc.py"}', '{"path": "./calc.py"}', '{"command": "cat calc.py; ls"}'):
+        assert unmet(task, tmp_path, [("file_read", seen)]) == []
+
+
+@pytest.mark.parametrize("task, calls, problem", [
+    ("Run the tests.", [], "no command has run yet"),
+    ("Run the tests.", [("file_edit", '{"path": "a.py"}'), ("bash", "{}")], None),
+    ("Fix a.py; the tests must pass.", [("bash", "{}"), ("file_edit", '{"path": "a.py"}')], "since a.py changed"),
+    ("Change a.py; the unittest module is in test_a.py.", [("file_read", '{"path": "test_a.py"}'),
+                                                           ("file_edit", '{"path": "a.py"}')], None),
+])
+def test_a_run_the_task_asks_for(tmp_path, task, calls, problem):
+    for name in ("a.py", "test_a.py"):
+        (tmp_path / name).write_text("")
+    found = [p for p in unmet(task, tmp_path, calls) if "run or test" in p]
+    assert len(found) == (problem is not None) and all(problem in p for p in found)
 
 
 def test_with_tool_choice_json_schema_every_turn_is_asked_for_as_one_call_of_the_tools(make_app, fake_openai):

@@ -1,4 +1,5 @@
-"""A look at the workspace before a final_answer is taken: the files the task names.
+"""A look at the workspace and the task's calls before a final answer is taken: the files the task names, and
+a run the task asks for.
 
 Small models answer early: Qwen2.5-Coder 1.5B wrote `primes.txt` where the task said `primes.py` and answered,
 marked "write README.md" completed without writing it, and wrote a guessed line count of `access.log` into
@@ -7,18 +8,29 @@ task's text gives is checked: one that does not exist in the workspace, or that 
 arguments (a path, a command), is pointed out (in the refused call's tool error and in a user turn after it), and
 the model may do what is missing or call final_answer again, which is then taken. It is a reminder, never a
 judgement of the work: a task may name a file to delete, or one it must not touch.
+
+A task that asks to run or test something ("Then run it to check the output", "Run them with …") is not done
+while nothing has run since its last change: the 1.5B model wrote `primes.py` and answered without running it.
+That too is pointed out. Each problem is pointed out once; an answer given again with it still there is taken.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Sequence
 from pathlib import Path
+
+from alex.agent.call_arguments import parse_object
 
 # A relative path whose last part has an extension starting with a letter: primes.py, src/app.ts, notes.v2.md.
 _FILE_NAME = re.compile(r"(?<![\w./:-])((?:[\w-]+/)*[\w-]+(?:\.[\w-]+)*\.[A-Za-z]\w{0,7})(?![\w/-])")
 _NOT_FILES = {"e.g", "i.e"}
 _DOMAINS = (".com", ".org", ".net", ".io", ".dev")
+_ASKS_TO_RUN = re.compile(r"\b(run|running|execute|test|tests|testing)\b", re.IGNORECASE)
+_CHANGES = ("file_write", "file_edit")
+_PATH_KEYS = ("path", "file_path", "filename")
+
+Call = tuple[str, str]  # a tool call of the task: the tool's name, its raw arguments
 
 
 def named_files(task: str) -> list[str]:
@@ -28,25 +40,51 @@ def named_files(task: str) -> list[str]:
                               if name.lower() not in _NOT_FILES and not name.lower().endswith(_DOMAINS)))
 
 
-def unmet(task: str, workspace: Path, call_arguments: Iterable[str]) -> list[str]:
-    """What to point out about the files the task names: missing ones, and ones no call of the task named."""
-    arguments = list(call_arguments)
+def unmet(task: str, workspace: Path, calls: Sequence[Call]) -> list[str]:
+    """What to point out before an answer: the files the task names that are missing or that no call of the task
+    named, and a run the task asks for that has not happened since the last change."""
+    arguments = [raw for _, raw in calls]
     problems = []
     for name in named_files(task):
         path = workspace / name
         if not path.exists():
             problems.append(f"{name} is named in the task but does not exist in the workspace")
-        elif not any(name in text or Path(name).name in text for text in arguments):
+        elif not any(_mentions(text, name) or _mentions(text, Path(name).name) for text in arguments):
             problems.append(f"{name} is named in the task but nothing in this task has looked at it")
-    return problems
+    return problems + _not_run(task, calls)
+
+
+def _mentions(text: str, name: str) -> bool:
+    """`name` occurs in `text` as a whole path or file name (calc.py is not named by test_calc.py)."""
+    return re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", text) is not None
+
+
+def _not_run(task: str, calls: Sequence[Call]) -> list[str]:
+    """The task asks to run or test something, and no bash command ran after the task's last file change."""
+    if not _ASKS_TO_RUN.search(task):
+        return []
+    last_run = max((n for n, (name, _) in enumerate(calls) if name == "bash"), default=-1)
+    changed = [_path(raw) for name, raw in calls[last_run + 1:] if name in _CHANGES]
+    if changed:
+        return [f"the task asks to run or test something, and nothing has run since {changed[-1]} changed "
+                "(bash runs commands)"]
+    if last_run == -1:
+        return ["the task asks to run or test something, and no command has run yet (bash runs commands)"]
+    return []
+
+
+def _path(raw_arguments: str) -> str:
+    arguments = parse_object(raw_arguments) or {}
+    found = [arguments[key] for key in _PATH_KEYS if isinstance(arguments.get(key), str)]
+    return found[0] if found else "a file"
 
 
 def reminder(problems: list[str]) -> str:
     """The refusal of a final_answer that comes before the task's named files were seen to (the tool error)."""
-    return "not taken yet: " + "; ".join(problems) + ". Do what the task asks with it, then finish."
+    return "not taken yet: " + "; ".join(problems) + ". Do what the task asks, then finish."
 
 
 def reminder_turn(problems: list[str]) -> str:
     """The user turn that follows that refusal: the 1.5B model copied the tool error into its next answer, but
     given the same words as a user turn it wrote the missing file (3 and 4 of 4 replays) or read the log."""
-    return "Before you finish: " + "; ".join(problems) + ". Do what the task asks with it."
+    return "Before you finish: " + "; ".join(problems) + ". Do what the task asks."

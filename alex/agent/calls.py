@@ -81,15 +81,15 @@ class CallRunner:
         return None if outcome["error"] else outcome["output"]
 
     def _reminder(self, run: Run, call: ToolCall) -> str | None:
-        """Once per task: why the first answer is not taken yet (files the task names that are missing or
-        were never looked at), or None."""
-        problems = run.hold_first_answer(self._make_context(run, call).workspace)
+        """Why the answer is not taken yet (alex.agent.answer_check: each problem is pointed out once), or None."""
+        problems = run.hold_answer(self._make_context(run, call).workspace)
         return reminder(problems) if problems else None
 
     def _one(self, run: Run, call: ToolCall, cut_off: bool, refusal: str | None = None) -> ToolResult:
         """Run or answer one call with its start and complete events; its result."""
         run.token.raise_if_cancelled()
-        run.call_arguments.append(call.arguments)
+        tool = tool_named(self._tools, call.name)
+        run.calls.append((tool.name if tool else call.name, call.arguments))
         run.emit("tool_call_start", iteration=run.iteration, call_id=call.id, tool_name=call.name,
                  arguments=_parsed_arguments(call.arguments))
         started = time.monotonic()

@@ -125,8 +125,8 @@ class AgentLoop:
             tools_run = self._calls.run_all(run, completion, conversation)
             answer = run.answer_part(completion, conversation)
             plain_text = answer is not None and run.answer is None and run.stop_reason != "truncated"
-            if plain_text and run.hold_first_answer(workspace_dir(self._config.workspace_root, run.task["session_id"])):
-                answer = None  # a first answer in plain text waits too, as a final_answer call does (alex.agent.calls)
+            if plain_text and run.hold_answer(workspace_dir(self._config.workspace_root, run.task["session_id"])):
+                answer = None  # an answer in plain text waits too, as a final_answer call does (alex.agent.calls)
             if run.user_turn is not None:
                 conversation.append({"role": "user", "content": run.user_turn})
                 run.user_turn = None

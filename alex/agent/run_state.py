@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from alex.agent.answer_check import reminder_turn, unmet
+from alex.agent.answer_check import Call, reminder_turn, unmet
 from alex.agent.cancel import CancelToken
 from alex.agent.llm_types import Completion
 from alex.agent.prompts import CONTINUE_PROMPT
@@ -33,8 +33,8 @@ class Run:
         self.stop_reason = "completed"  # what task_complete reports when the model answers
         self._answer_head = ""  # an answer cut at the output token limit, before its continuation
         self.answer: str | None = None  # given with the final_answer tool (alex.agent.calls)
-        self.answer_checked = False  # the task's named files were checked before a final_answer
-        self.call_arguments: list[str] = []  # the raw arguments of every tool call of the task
+        self.pointed_out: set[str] = set()  # what the answer check told the model (alex.agent.answer_check)
+        self.calls: list[Call] = []  # every tool call of the task: its tool's name, its raw arguments
         self.user_turn: str | None = None  # to follow this reply (alex.agent.answer_check)
 
     def emit(self, event_type: str, **fields: Any) -> None:
@@ -84,14 +84,12 @@ class Run:
         conversation.append({"role": "user", "content": CONTINUE_PROMPT})
         return None
 
-    def hold_first_answer(self, workspace: Path) -> list[str]:
-        """Once per task, before its first answer is taken: the files the task names that are missing from
-        `workspace` or that no call of the task named (alex.agent.answer_check), with the user turn saying so
-        queued in `user_turn`; [] when there are none, and afterwards."""
-        if self.answer_checked:
-            return []
-        self.answer_checked = True
-        problems = unmet(self.task["task"], workspace, self.call_arguments)
+    def hold_answer(self, workspace: Path) -> list[str]:
+        """Before an answer is taken: what is still to be done that was not pointed out yet (files the task names
+        that are missing from `workspace` or that no call named, a run it asks for; alex.agent.answer_check),
+        with the user turn saying so queued in `user_turn`; [] when the answer may be taken."""
+        problems = [p for p in unmet(self.task["task"], workspace, self.calls) if p not in self.pointed_out]
+        self.pointed_out.update(problems)
         if problems:
             self.user_turn = reminder_turn(problems)
         return problems
