@@ -12,7 +12,9 @@ import jsonschema
 import pytest
 
 from alex.agent.answer_check import named_files, unmet
+from alex.agent.cancel import CancelToken
 from alex.agent.prompts import repeat_prompt, system_prompt
+from alex.agent.run_state import Run
 from alex.agent.tools.answer import TAKEN
 from tests.agent_support import agent_settings, analysis, run_task
 from tests.fakes.openai_server import text, tool_calls
@@ -144,8 +146,19 @@ def test_the_first_answer_waits_for_the_files_the_task_names(agent_app, fake_ope
     held = run.of("tool_call_complete")[1]
     assert held["tool_name"] == "final_answer" and held["error"].startswith("not taken yet: ")
     assert "primes.py is named in the task but does not exist" in held["error"]
-    assert "access.log is named in the task but nothing in this task has looked at it" in held["error"]
+    assert "access.log" not in held["error"]  # one problem at a time; the command below sees to both
     assert run.terminal["final_answer"] == "Now done." and run.terminal["total_iterations"] == 3
+
+
+def test_problems_are_pointed_out_one_at_a_time(tmp_path):
+    # Told two at once, the 1.5B model answered with the reminder's own words.
+    run = Run({"id": "t", "session_id": "s", "task": "Write primes.py, then run it."}, CancelToken(), None)
+    assert run.hold_answer(tmp_path) == ["primes.py is named in the task but does not exist in the workspace"]
+    assert run.user_turn == ("Before you finish: primes.py is named in the task but does not exist in the "
+                             "workspace. Do what the task asks.")
+    assert run.hold_answer(tmp_path) == [
+        "the task asks to run or test something, and no command has run yet (bash runs commands)"]
+    assert run.hold_answer(tmp_path) == []
 
 
 def test_the_check_points_out_each_problem_once(agent_app, fake_openai):

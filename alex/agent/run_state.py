@@ -85,11 +85,12 @@ class Run:
         return None
 
     def hold_answer(self, workspace: Path) -> list[str]:
-        """Before an answer is taken: what is still to be done that was not pointed out yet (files the task names
-        that are missing from `workspace` or that no call named, a run it asks for; alex.agent.answer_check),
-        with the user turn saying so queued in `user_turn`; [] when the answer may be taken."""
-        problems = [p for p in unmet(self.task["task"], workspace, self.calls) if p not in self.pointed_out]
-        self.pointed_out.update(problems)
+        """Before an answer is taken: the first thing still to be done that was not pointed out yet (a file the
+        task names that is missing from `workspace` or that no call named, a run it asks for;
+        alex.agent.answer_check), with the user turn saying so queued in `user_turn`; [] when the answer may be
+        taken."""
+        problems = [p for p in unmet(self.task["task"], workspace, self.calls) if p not in self.pointed_out][:1]
+        self.pointed_out.update(problems)  # one at a time: told two at once, the 1.5B model answered with them
         if problems:
             self.user_turn = reminder_turn(problems)
         return problems
