@@ -226,6 +226,9 @@ def test_a_file_is_looked_at_only_when_a_call_names_it_whole(tmp_path):
         "calc.py is named in the task but nothing in this task has looked at it"]
     for seen in ('{"path": "calc.py"}', '{"path": "./calc.py"}', '{"command": "cat calc.py; ls"}'):
         assert unmet(task, tmp_path, [("file_read", seen)]) == []
+    # a todo naming it is a plan, not a look (the model then answered with the test edited, calc.py unread)
+    planned = [("todo_write", '{"todos": [{"id": "1", "content": "Fix calc.py", "status": "completed"}]}')]
+    assert unmet(task, tmp_path, planned) == ["calc.py is named in the task but nothing in this task has looked at it"]
 
 
 @pytest.mark.parametrize("task, calls, problem", [
@@ -240,6 +243,20 @@ def test_a_run_the_task_asks_for(tmp_path, task, calls, problem):
         (tmp_path / name).write_text("")
     found = [p for p in unmet(task, tmp_path, calls) if "run or test" in p]
     assert len(found) == (problem is not None) and all(problem in p for p in found)
+
+
+@pytest.mark.parametrize("calls, behind", [
+    ([("todo_write", '{"todos": [{"id": "1", "content": "a", "status": "pending"}]}'),
+      ("file_write", '{"path": "a.md"}')], True),
+    ([("todo_write", '{"todos": [{"id": "1", "content": "a", "status": "pending"}]}')], False),  # no work since
+    ([("todo_write", '{"todos": [{"id": "1", "content": "a", "status": "Completed"}]}'),
+      ("bash", '{"command": "ls"}')], False),
+    ([("file_write", '{"path": "a.md"}')], False),  # no todo list
+])
+def test_a_todo_list_left_behind_the_work(tmp_path, calls, behind):
+    found = [p for p in unmet("Plan and do it.", tmp_path, calls) if "todo list" in p]
+    assert found == (["you worked after saving the todo list, and it still shows no item completed: mark the "
+                      "items you finished completed with todo_write"] if behind else [])
 
 
 def test_with_tool_choice_json_schema_every_turn_is_asked_for_as_one_call_of_the_tools(make_app, fake_openai):

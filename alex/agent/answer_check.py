@@ -11,7 +11,9 @@ judgement of the work: a task may name a file to delete, or one it must not touc
 
 A task that asks to run or test something ("Then run it to check the output", "Run them with …") is not done
 while nothing has run since its last change: the 1.5B model wrote `primes.py` and answered without running it.
-That too is pointed out. Each problem is pointed out once; an answer given again with it still there is taken.
+That too is pointed out, and so is a todo list left behind: saved, then worked on, and still without a completed
+item (the 1.5B model planned three items, wrote the first one's file and answered with all three pending). Each
+problem is pointed out once; an answer given again with it still there is taken.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ _DOMAINS = (".com", ".org", ".net", ".io", ".dev")
 _ASKS_TO_RUN = re.compile(r"\b(run|running|execute|test|tests|testing)\b", re.IGNORECASE)
 _CHANGES = ("file_write", "file_edit")
 _PATH_KEYS = ("path", "file_path", "filename")
+# Calls that name a file without looking at it (a todo "Fix calc.py", an answer) do not count as looking.
+_NOT_LOOKS = ("todo_write", "todo_read", "final_answer")
 
 Call = tuple[str, str]  # a tool call of the task: the tool's name, its raw arguments
 
@@ -43,7 +47,7 @@ def named_files(task: str) -> list[str]:
 def unmet(task: str, workspace: Path, calls: Sequence[Call]) -> list[str]:
     """What to point out before an answer: the files the task names that are missing or that no call of the task
     named, and a run the task asks for that has not happened since the last change."""
-    arguments = [raw for _, raw in calls]
+    arguments = [raw for name, raw in calls if name not in _NOT_LOOKS]
     problems = []
     for name in named_files(task):
         path = workspace / name
@@ -51,7 +55,7 @@ def unmet(task: str, workspace: Path, calls: Sequence[Call]) -> list[str]:
             problems.append(f"{name} is named in the task but does not exist in the workspace")
         elif not any(_mentions(text, name) or _mentions(text, Path(name).name) for text in arguments):
             problems.append(f"{name} is named in the task but nothing in this task has looked at it")
-    return problems + _not_run(task, calls)
+    return problems + _not_run(task, calls) + _todos_behind(calls)
 
 
 def _mentions(text: str, name: str) -> bool:
@@ -71,6 +75,20 @@ def _not_run(task: str, calls: Sequence[Call]) -> list[str]:
     if last_run == -1:
         return ["the task asks to run or test something, and no command has run yet (bash runs commands)"]
     return []
+
+
+def _todos_behind(calls: Sequence[Call]) -> list[str]:
+    """The task saved a todo list, then worked (changed files, ran commands) without saving it again, and no item
+    of that list is completed."""
+    saved = [n for n, (name, _) in enumerate(calls) if name == "todo_write"]
+    if not saved or not any(name in (*_CHANGES, "bash") for name, _ in calls[saved[-1] + 1:]):
+        return []
+    todos = (parse_object(calls[saved[-1]][1]) or {}).get("todos")
+    items = [item for item in todos if isinstance(item, dict)] if isinstance(todos, list) else []
+    if not items or any(str(item.get("status", "")).lower() == "completed" for item in items):
+        return []
+    return ["you worked after saving the todo list, and it still shows no item completed: mark the items you "
+            "finished completed with todo_write"]
 
 
 def _path(raw_arguments: str) -> str:
