@@ -174,8 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=default_cache())
     parser.add_argument("--temperature", default=os.environ.get("LLM_TEMPERATURE") or "server",
                         help="ALEX_LLM_TEMPERATURE for alex (default 'server': llama-server's own, 0.8)")
-    parser.add_argument("--tool-choice", default=os.environ.get("LLM_TOOL_CHOICE") or "auto",
-                        choices=("auto", "required", "json_schema"), help="ALEX_LLM_TOOL_CHOICE for alex")
+    parser.add_argument("--tool-choice", default=os.environ.get("LLM_TOOL_CHOICE") or "json_schema",
+                        choices=("auto", "required", "json_schema"),
+                        help="ALEX_LLM_TOOL_CHOICE for alex (default json_schema: llama-server enforces it)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _stop)  # the servers are stopped in `finally` (a background job ignores SIGINT)
     paths = prepare(args.cache, [args.model])

@@ -352,7 +352,7 @@ def test_a_tool_call_written_as_json_in_the_text_is_run(agent_app, fake_openai):
         text('Done. Call it as {"name": "tool", "arguments": {}} if you like.'),
     )
     client = agent_app.test_client()
-    run = run_task(agent_app, client, "run echo", "text-call")
+    run = run_task(agent_app, client, "echo, then write a.txt", "text-call")
     completes = run.of("tool_call_complete")
     assert [e["tool_name"] for e in completes] == ["bash", "file_write"]
     assert completes[0]["result"] == "from-text\n[exit code 0]" and completes[1]["error"] is None
