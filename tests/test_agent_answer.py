@@ -11,7 +11,7 @@ import json
 import jsonschema
 import pytest
 
-from alex.agent.answer_check import named_files, unmet
+from alex.agent.answer_check import Call, named_files, unmet
 from alex.agent.cancel import CancelToken
 from alex.agent.prompts import repeat_prompt, system_prompt
 from alex.agent.run_state import Run
@@ -222,21 +222,24 @@ def test_a_file_is_looked_at_only_when_a_call_names_it_whole(tmp_path):
     # The 1.5B model read and edited test_calc.py, never calc.py, which the task said held the bug.
     (tmp_path / "calc.py").write_text("")
     task = "Find the bug in calc.py."
-    assert unmet(task, tmp_path, [("file_read", '{"path": "test_calc.py"}')]) == [
+    assert unmet(task, tmp_path, [Call("file_read", '{"path": "test_calc.py"}', True)]) == [
         "calc.py is named in the task but nothing in this task has looked at it"]
     for seen in ('{"path": "calc.py"}', '{"path": "./calc.py"}', '{"command": "cat calc.py; ls"}'):
-        assert unmet(task, tmp_path, [("file_read", seen)]) == []
+        assert unmet(task, tmp_path, [Call("file_read", seen, True)]) == []
     # a todo naming it is a plan, not a look (the model then answered with the test edited, calc.py unread)
-    planned = [("todo_write", '{"todos": [{"id": "1", "content": "Fix calc.py", "status": "completed"}]}')]
+    planned = [Call("todo_write", '{"todos": [{"id": "1", "content": "Fix calc.py", "status": "completed"}]}', True)]
     assert unmet(task, tmp_path, planned) == ["calc.py is named in the task but nothing in this task has looked at it"]
 
 
 @pytest.mark.parametrize("task, calls, problem", [
     ("Run the tests.", [], "no command has run yet"),
-    ("Run the tests.", [("file_edit", '{"path": "a.py"}'), ("bash", "{}")], None),
-    ("Fix a.py; the tests must pass.", [("bash", "{}"), ("file_edit", '{"path": "a.py"}')], "since a.py changed"),
-    ("Change a.py; the unittest module is in test_a.py.", [("file_read", '{"path": "test_a.py"}'),
-                                                           ("file_edit", '{"path": "a.py"}')], None),
+    ("Run the tests.", [Call("file_edit", '{"path": "a.py"}', True), Call("bash", "{}", True)], None),
+    ("Fix a.py; the tests must pass.", [Call("bash", "{}", True), Call("file_edit", '{"path": "a.py"}', True)],
+     "since a.py changed"),
+    # an edit that failed changed nothing (the 1.5B model was told to run after three failed edits of the test)
+    ("Run the tests.", [Call("bash", "{}", True), Call("file_edit", '{"path": "a.py"}', False)], None),
+    ("Change a.py; the unittest module is in test_a.py.", [Call("file_read", '{"path": "test_a.py"}', True),
+                                                           Call("file_edit", '{"path": "a.py"}', True)], None),
 ])
 def test_a_run_the_task_asks_for(tmp_path, task, calls, problem):
     for name in ("a.py", "test_a.py"):
@@ -246,12 +249,13 @@ def test_a_run_the_task_asks_for(tmp_path, task, calls, problem):
 
 
 @pytest.mark.parametrize("calls, behind", [
-    ([("todo_write", '{"todos": [{"id": "1", "content": "a", "status": "pending"}]}'),
-      ("file_write", '{"path": "a.md"}')], True),
-    ([("todo_write", '{"todos": [{"id": "1", "content": "a", "status": "pending"}]}')], False),  # no work since
-    ([("todo_write", '{"todos": [{"id": "1", "content": "a", "status": "Completed"}]}'),
-      ("bash", '{"command": "ls"}')], False),
-    ([("file_write", '{"path": "a.md"}')], False),  # no todo list
+    ([Call("todo_write", '{"todos": [{"id": "1", "content": "a", "status": "pending"}]}', True),
+      Call("file_write", '{"path": "a.md"}', True)], True),
+    # no work since it was saved
+    ([Call("todo_write", '{"todos": [{"id": "1", "content": "a", "status": "pending"}]}', True)], False),
+    ([Call("todo_write", '{"todos": [{"id": "1", "content": "a", "status": "Completed"}]}', True),
+      Call("bash", '{"command": "ls"}', True)], False),
+    ([Call("file_write", '{"path": "a.md"}', True)], False),  # no todo list
 ])
 def test_a_todo_list_left_behind_the_work(tmp_path, calls, behind):
     found = [p for p in unmet("Plan and do it.", tmp_path, calls) if "todo list" in p]

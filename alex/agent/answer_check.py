@@ -3,17 +3,18 @@ a run the task asks for.
 
 Small models answer early: Qwen2.5-Coder 1.5B wrote `primes.txt` where the task said `primes.py` and answered,
 marked "write README.md" completed without writing it, and wrote a guessed line count of `access.log` into
-`count.txt` without ever looking at the log. Before the first final_answer of a task is taken, every file name the
-task's text gives is checked: one that does not exist in the workspace, or that no call of this task named in its
-arguments (a path, a command), is pointed out (in the refused call's tool error and in a user turn after it), and
-the model may do what is missing or call final_answer again, which is then taken. It is a reminder, never a
+`count.txt` without ever looking at the log. Before an answer of a task is taken, every file name the task's text
+gives is checked: one that does not exist in the workspace, or that no call of this task named in its arguments (a
+path, a command; a todo or an answer naming it does not count), is pointed out (in the refused call's tool error
+and in a user turn after it), and the model may do what is missing or answer again. It is a reminder, never a
 judgement of the work: a task may name a file to delete, or one it must not touch.
 
 A task that asks to run or test something ("Then run it to check the output", "Run them with …") is not done
 while nothing has run since its last change: the 1.5B model wrote `primes.py` and answered without running it.
 That too is pointed out, and so is a todo list left behind: saved, then worked on, and still without a completed
 item (the 1.5B model planned three items, wrote the first one's file and answered with all three pending). Each
-problem is pointed out once; an answer given again with it still there is taken.
+problem is pointed out once, one at a time (`Run.hold_answer`); an answer given again with it still there is
+taken.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from alex.agent.call_arguments import parse_object
 
@@ -34,7 +36,14 @@ _PATH_KEYS = ("path", "file_path", "filename")
 # Calls that name a file without looking at it (a todo "Fix calc.py", an answer) do not count as looking.
 _NOT_LOOKS = ("todo_write", "todo_read", "final_answer")
 
-Call = tuple[str, str]  # a tool call of the task: the tool's name, its raw arguments
+
+
+class Call(NamedTuple):
+    """A tool call of the task, as the check sees it."""
+
+    name: str  # the tool's own name (an alias the model used is resolved)
+    arguments: str  # as the model sent them
+    done: bool  # the tool ran and did not fail (a refused, repeated or failed call did nothing)
 
 
 def named_files(task: str) -> list[str]:
@@ -47,7 +56,7 @@ def named_files(task: str) -> list[str]:
 def unmet(task: str, workspace: Path, calls: Sequence[Call]) -> list[str]:
     """What to point out before an answer: the files the task names that are missing or that no call of the task
     named, and a run the task asks for that has not happened since the last change."""
-    arguments = [raw for name, raw in calls if name not in _NOT_LOOKS]
+    arguments = [call.arguments for call in calls if call.name not in _NOT_LOOKS]
     problems = []
     for name in named_files(task):
         path = workspace / name
@@ -64,15 +73,17 @@ def _mentions(text: str, name: str) -> bool:
 
 
 def _not_run(task: str, calls: Sequence[Call]) -> list[str]:
-    """The task asks to run or test something, and no bash command ran after the task's last file change."""
+    """The task asks to run or test something, and no bash command ran after the task's last file change (calls
+    that failed or did not run change nothing)."""
     if not _ASKS_TO_RUN.search(task):
         return []
-    last_run = max((n for n, (name, _) in enumerate(calls) if name == "bash"), default=-1)
-    changed = [_path(raw) for name, raw in calls[last_run + 1:] if name in _CHANGES]
+    ran = [n for n, call in enumerate(calls) if call.name == "bash" and call.done]
+    changed = [_path(call.arguments) for call in calls[(ran[-1] + 1 if ran else 0):]
+               if call.name in _CHANGES and call.done]
     if changed:
         return [f"the task asks to run or test something, and nothing has run since {changed[-1]} changed "
                 "(bash runs commands)"]
-    if last_run == -1:
+    if not ran:
         return ["the task asks to run or test something, and no command has run yet (bash runs commands)"]
     return []
 
@@ -80,10 +91,10 @@ def _not_run(task: str, calls: Sequence[Call]) -> list[str]:
 def _todos_behind(calls: Sequence[Call]) -> list[str]:
     """The task saved a todo list, then worked (changed files, ran commands) without saving it again, and no item
     of that list is completed."""
-    saved = [n for n, (name, _) in enumerate(calls) if name == "todo_write"]
-    if not saved or not any(name in (*_CHANGES, "bash") for name, _ in calls[saved[-1] + 1:]):
+    saved = [n for n, call in enumerate(calls) if call.name == "todo_write" and call.done]
+    if not saved or not any(call.name in (*_CHANGES, "bash") and call.done for call in calls[saved[-1] + 1:]):
         return []
-    todos = (parse_object(calls[saved[-1]][1]) or {}).get("todos")
+    todos = (parse_object(calls[saved[-1]].arguments) or {}).get("todos")
     items = [item for item in todos if isinstance(item, dict)] if isinstance(todos, list) else []
     if not items or any(str(item.get("status", "")).lower() == "completed" for item in items):
         return []
@@ -98,7 +109,7 @@ def _path(raw_arguments: str) -> str:
 
 
 def reminder(problems: list[str]) -> str:
-    """The refusal of a final_answer that comes before the task's named files were seen to (the tool error)."""
+    """The refusal of a final_answer given with a problem still open (the tool error)."""
     return "not taken yet: " + "; ".join(problems) + ". Do what the task asks, then finish."
 
 

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from alex.agent.answer_check import reminder
+from alex.agent.answer_check import Call, reminder
 from alex.agent.llm_types import Completion, ToolCall
 from alex.agent.repeats import RUNS_AGAIN, TWIN_NOTE, not_run_note, ran_again_note
 from alex.agent.run_state import Run
@@ -88,8 +88,6 @@ class CallRunner:
     def _one(self, run: Run, call: ToolCall, cut_off: bool, refusal: str | None = None) -> ToolResult:
         """Run or answer one call with its start and complete events; its result."""
         run.token.raise_if_cancelled()
-        tool = tool_named(self._tools, call.name)
-        run.calls.append((tool.name if tool else call.name, call.arguments))
         run.emit("tool_call_start", iteration=run.iteration, call_id=call.id, tool_name=call.name,
                  arguments=_parsed_arguments(call.arguments))
         started = time.monotonic()
@@ -101,6 +99,8 @@ class CallRunner:
                 run.repeats.record(call, run.iteration, tool_message(outcome), ran)
         run.emit("tool_call_complete", call_id=call.id, tool_name=call.name, result=outcome["output"],
                  error=outcome["error"], duration=round((time.monotonic() - started) * 1000))
+        tool = tool_named(self._tools, call.name)
+        run.calls.append(Call(tool.name if tool else call.name, call.arguments, ran and not outcome["error"]))
         return outcome
 
     def _answer(self, run: Run, call: ToolCall, cut_off: bool) -> tuple[ToolResult, bool]:

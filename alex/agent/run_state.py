@@ -34,7 +34,7 @@ class Run:
         self._answer_head = ""  # an answer cut at the output token limit, before its continuation
         self.answer: str | None = None  # given with the final_answer tool (alex.agent.calls)
         self.pointed_out: set[str] = set()  # what the answer check told the model (alex.agent.answer_check)
-        self.calls: list[Call] = []  # every tool call of the task: its tool's name, its raw arguments
+        self.calls: list[Call] = []  # every tool call of the task, in order (alex.agent.answer_check)
         self.user_turn: str | None = None  # to follow this reply (alex.agent.answer_check)
 
     def emit(self, event_type: str, **fields: Any) -> None:
