@@ -172,8 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", help="task names to run (default: all)")
     parser.add_argument("--min-pass", type=int, help="tasks that must pass (default: 5 for 1.5b, 3 for 0.5b)")
     parser.add_argument("--cache", type=Path, default=default_cache())
-    parser.add_argument("--temperature", default=os.environ.get("LLM_TEMPERATURE") or "server",
-                        help="ALEX_LLM_TEMPERATURE for alex (default 'server': llama-server's own, 0.8)")
+    parser.add_argument("--temperature", default=os.environ.get("LLM_TEMPERATURE") or "0",
+                        help="ALEX_LLM_TEMPERATURE for alex (default 0: greedy, the same run twice gives nearly the "
+                             "same calls; 'server': llama-server's sampling, Qwen's 0.7 / top-p 0.8 / top-k 20)")
     parser.add_argument("--tool-choice", default=os.environ.get("LLM_TOOL_CHOICE") or "json_schema",
                         choices=("auto", "required", "json_schema"),
                         help="ALEX_LLM_TOOL_CHOICE for alex (default json_schema: llama-server enforces it)")

@@ -37,7 +37,6 @@ _PATH_KEYS = ("path", "file_path", "filename")
 _NOT_LOOKS = ("todo_write", "todo_read", "final_answer")
 
 
-
 class Call(NamedTuple):
     """A tool call of the task, as the check sees it."""
 
