@@ -283,3 +283,21 @@ def test_with_tool_choice_json_schema_every_turn_is_asked_for_as_one_call_of_the
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(wrong, schema)
     assert all("tool_choice" not in body for body in turns)
+
+
+def test_with_tool_choice_json_schema_a_call_cut_at_the_token_limit_is_not_run(make_app, fake_openai):
+    # Under the schema every reply is a call; one cut at max_tokens is text that begins a call, not an answer.
+    app = make_app(**agent_settings(fake_openai, ALEX_LLM_TOOL_CHOICE="json_schema"))
+    cut = '{\n  "name": "file_write",\n  "arguments": {"path": "a.py", "content": "print(1'
+    whole = {"name": "file_write", "arguments": {"path": "a.py", "content": "print(1)\n"}}
+    answer = {"name": "final_answer", "arguments": {"answer": "Wrote a.py."}}
+    fake_openai.script(analysis(), text(cut, finish_reason="length"), text(json.dumps(whole)),
+                       text(json.dumps(answer)))
+    run = run_task(app, app.test_client(), "write a.py", "schema-cut")
+    first, second = run.of("tool_call_complete")
+    assert first["tool_name"] == "file_write" and "cut off" in first["error"]
+    assert second["error"] is None and run.terminal["final_answer"] == "Wrote a.py."
+    workspace = app.extensions["alex"].config.workspace_root / "schema-cut"
+    assert (workspace / "a.py").read_text() == "print(1)\n"
+    stored = fake_openai.requests[2].body["messages"][2]  # the strict fake took the cut call as stored
+    assert stored["tool_calls"][0]["function"] == {"name": "file_write", "arguments": "{}"}

@@ -8,7 +8,8 @@ read as calling it: the object is taken out of the text (with its fence, when no
 gets an id of its own. A reply that is nothing but one such object naming a tool that does not exist (the 0.5B
 model wrote `{"name": "change_port", "arguments": {"new_port": "9090"}}` as its whole reply) is a call too: it is
 answered with the unknown-tool error and the list of tools, instead of becoming the task's answer. Any other JSON
-in an answer is left alone.
+in an answer is left alone. A reply cut at the output token limit that begins such a call (under
+ALEX_LLM_TOOL_CHOICE=json_schema every reply does) is a cut call: answered as one, never run.
 """
 
 from __future__ import annotations
@@ -72,13 +73,29 @@ def calls_in_text(text: str, tools: dict[str, Tool]) -> tuple[str, list[ToolCall
 
 
 def with_text_calls(completion: Completion, tools: dict[str, Tool]) -> Completion:
-    """The completion with the calls its text holds, when the API gave none (a reply cut short is left as is)."""
-    if completion.tool_calls or completion.finish_reason == "length" or "{" not in completion.content:
+    """The completion with the calls its text holds, when the API gave none. A reply cut short is left as is,
+    unless it is the start of a call (`{"name": <an enabled tool>, …`, as ALEX_LLM_TOOL_CHOICE=json_schema makes
+    every reply): that is a cut call, never run, and the model is asked to send it again."""
+    if completion.tool_calls or "{" not in completion.content:
         return completion
+    if completion.finish_reason == "length":
+        cut = _cut_call(completion.content, tools)
+        return replace(completion, content="", tool_calls=[cut]) if cut else completion
     content, calls = calls_in_text(completion.content, tools)
     if not calls:
         content, calls = "", [call for call in [_lone_call(completion.content)] if call is not None]
     return replace(completion, content=content, tool_calls=calls) if calls else completion
+
+
+_CALL_START = re.compile(r'\A\s*(?:```[\w+-]*\s*)?\{\s*"name"\s*:\s*"([^"\\]+)"\s*,?\s*(?:"arguments"\s*:\s*)?')
+
+
+def _cut_call(text: str, tools: dict[str, Tool]) -> ToolCall | None:
+    """The call a reply cut at the token limit had begun (its arguments as far as they came), or None."""
+    start = _CALL_START.match(text)
+    if start is None or tool_named(tools, start.group(1)) is None:
+        return None
+    return ToolCall(f"call_{uuid.uuid4().hex[:24]}", start.group(1), text[start.end():])
 
 
 def _lone_call(text: str) -> ToolCall | None:
