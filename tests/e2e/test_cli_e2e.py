@@ -55,7 +55,7 @@ class RunningCLI:
 
     def __init__(self, *args: str):
         self.process = subprocess.Popen([ALEX, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                        env=cli_env())
+                                        env=cli_env(), preexec_fn=_default_sigint)
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._stderr: list[str] = []
@@ -103,6 +103,12 @@ class RunningCLI:
             reader.join(10)
         self.process.stdout.close()
         self.process.stderr.close()
+
+
+def _default_sigint() -> None:
+    """Ctrl-C as in a terminal: a suite started in the background (`make test &`, nohup) passes SIGINT ignored to
+    its children, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.fixture
