@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from alex.agent.call_arguments import parse_object
+from alex.agent.tools.usage import ARGUMENT_ALIASES
 
 # A relative path whose last part has an extension starting with a letter: primes.py, src/app.ts, notes.v2.md.
 _FILE_NAME = re.compile(r"(?<![\w./:-])((?:[\w-]+/)*[\w-]+(?:\.[\w-]+)*\.[A-Za-z]\w{0,7})(?![\w/-])")
@@ -32,7 +33,7 @@ _NOT_FILES = {"e.g", "i.e"}
 _DOMAINS = (".com", ".org", ".net", ".io", ".dev")
 _ASKS_TO_RUN = re.compile(r"\b(run|running|execute|test|tests|testing)\b", re.IGNORECASE)
 _CHANGES = ("file_write", "file_edit")
-_PATH_KEYS = ("path", "file_path", "filename")
+_PATH_KEYS = ("path", *ARGUMENT_ALIASES["path"])  # the names models give a file tool's path
 # Calls that name a file without looking at it (a todo "Fix calc.py", an answer) do not count as looking.
 _NOT_LOOKS = ("todo_write", "todo_read", "final_answer")
 
