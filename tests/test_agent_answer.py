@@ -152,13 +152,13 @@ def test_the_first_answer_waits_for_the_files_the_task_names(agent_app, fake_ope
 
 def test_problems_are_pointed_out_one_at_a_time(tmp_path):
     # Told two at once, the 1.5B model answered with the reminder's own words.
-    run = Run({"id": "t", "session_id": "s", "task": "Write primes.py, then run it."}, CancelToken(), None)
-    assert run.hold_answer(tmp_path) == ["primes.py is named in the task but does not exist in the workspace"]
+    run = Run({"id": "t", "session_id": "s", "task": "Write primes.py, then run it."}, CancelToken(), None, tmp_path)
+    assert run.hold_answer() == "primes.py is named in the task but does not exist in the workspace"
     assert run.user_turn == ("Before you finish: primes.py is named in the task but does not exist in the "
                              "workspace. Do what the task asks.")
-    assert run.hold_answer(tmp_path) == [
-        "the task asks to run or test something, and no command has run yet (bash runs commands)"]
-    assert run.hold_answer(tmp_path) == []
+    assert run.hold_answer() == (
+        "the task asks to run or test something, and no command has run yet (bash runs commands)")
+    assert run.hold_answer() is None
 
 
 def test_the_check_points_out_each_problem_once(agent_app, fake_openai):

@@ -108,12 +108,12 @@ def _path(raw_arguments: str) -> str:
     return found[0] if found else "a file"
 
 
-def reminder(problems: list[str]) -> str:
+def reminder(problem: str) -> str:
     """The refusal of a final_answer given with a problem still open (the tool error)."""
-    return "not taken yet: " + "; ".join(problems) + ". Do what the task asks, then finish."
+    return f"not taken yet: {problem}. Do what the task asks, then finish."
 
 
-def reminder_turn(problems: list[str]) -> str:
+def reminder_turn(problem: str) -> str:
     """The user turn that follows that refusal: the 1.5B model copied the tool error into its next answer, but
     given the same words as a user turn it wrote the missing file (3 and 4 of 4 replays) or read the log."""
-    return "Before you finish: " + "; ".join(problems) + ". Do what the task asks."
+    return f"Before you finish: {problem}. Do what the task asks."

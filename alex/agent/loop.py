@@ -64,7 +64,7 @@ class AgentLoop:
 
     def __call__(self, task: TaskBase, token: CancelToken) -> None:
         """Run the task; end it with task_complete, task_cancelled or a terminal error."""
-        run = Run(task, token, self._publisher)
+        run = Run(task, token, self._publisher, workspace_dir(self._config.workspace_root, task["session_id"]))
         timer = threading.Timer(self._config.task_timeout_s, run.time_out)
         timer.daemon = True
         timer.start()
@@ -92,8 +92,8 @@ class AgentLoop:
         if session is None:  # deleted as the task started
             raise SessionGone(run.task["session_id"])
         conversation = session["messages"]
-        workspace = workspace_dir(self._config.workspace_root, run.task["session_id"], create=True)
-        run.known_files.update(known_files(conversation, workspace))
+        run.workspace.mkdir(parents=True, exist_ok=True)
+        run.known_files.update(known_files(conversation, run.workspace))
         conversation.append({"role": "user", "content": run.task["task"]})
         until_stored(self._store.save_messages, run.task["session_id"], conversation)
         answer = self._iterate(run, conversation)
@@ -125,7 +125,7 @@ class AgentLoop:
             tools_run = self._calls.run_all(run, completion, conversation)
             answer = run.answer_part(completion, conversation)
             plain_text = answer is not None and run.answer is None and run.stop_reason != "truncated"
-            if plain_text and run.hold_answer(workspace_dir(self._config.workspace_root, run.task["session_id"])):
+            if plain_text and run.hold_answer():
                 answer = None  # an answer in plain text waits too, as a final_answer call does (alex.agent.calls)
             if run.user_turn is not None:
                 conversation.append({"role": "user", "content": run.user_turn})
@@ -200,9 +200,10 @@ class AgentLoop:
         def emit_output(chunk: str, stream: str) -> None:
             run.emit("tool_call_stream", call_id=call.id, tool_name=call.name, chunk=chunk, stream=stream)
 
+        run.workspace.mkdir(parents=True, exist_ok=True)  # again: a command may have removed it
         return ToolContext(
             session_id=run.task["session_id"],
-            workspace=workspace_dir(self._config.workspace_root, run.task["session_id"], create=True),
+            workspace=run.workspace,
             token=run.token, emit_output=emit_output, store=self._store,
             bash_timeout_s=self._config.bash_timeout_s, output_limit=self._config.tool_output_limit,
             workspace_max_bytes=self._config.workspace_max_mb * 1024 * 1024, known_files=run.known_files,

@@ -18,8 +18,9 @@ from alex.streaming.publisher import Publisher
 class Run:
     """One task in progress: emits its events and keeps what the terminal event reports."""
 
-    def __init__(self, task: TaskBase, token: CancelToken, publisher: Publisher):
+    def __init__(self, task: TaskBase, token: CancelToken, publisher: Publisher, workspace: Path):
         self.task = task
+        self.workspace = workspace  # the session's workspace directory (its tools' current directory)
         self.token = token
         self._publisher = publisher
         self._started = time.monotonic()
@@ -84,16 +85,17 @@ class Run:
         conversation.append({"role": "user", "content": CONTINUE_PROMPT})
         return None
 
-    def hold_answer(self, workspace: Path) -> list[str]:
+    def hold_answer(self) -> str | None:
         """Before an answer is taken: the first thing still to be done that was not pointed out yet (a file the
-        task names that is missing from `workspace` or that no call named, a run it asks for;
-        alex.agent.answer_check), with the user turn saying so queued in `user_turn`; [] when the answer may be
-        taken."""
-        problems = [p for p in unmet(self.task["task"], workspace, self.calls) if p not in self.pointed_out][:1]
-        self.pointed_out.update(problems)  # one at a time: told two at once, the 1.5B model answered with them
-        if problems:
-            self.user_turn = reminder_turn(problems)
-        return problems
+        task names that is missing from the workspace or that no call named, a run it asks for;
+        alex.agent.answer_check), with the user turn saying so queued in `user_turn`; None when the answer may
+        be taken. One at a time: told two at once, the 1.5B model answered with them."""
+        problem = next((p for p in unmet(self.task["task"], self.workspace, self.calls) if p not in self.pointed_out),
+                       None)
+        if problem is not None:
+            self.pointed_out.add(problem)
+            self.user_turn = reminder_turn(problem)
+        return problem
 
     def time_out(self) -> None:
         """Called by the deadline timer: stop the task at once (LLM stream and bash included)."""

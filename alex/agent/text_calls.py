@@ -25,7 +25,8 @@ from alex.agent.tools import Tool
 from alex.agent.tools.usage import tool_named
 
 _CALL_KEYS = {"name", "arguments"}
-_EMPTY_FENCE = re.compile(r"```[\w+-]*[ \t]*\n?\s*```")
+_FENCE = r"```[\w+-]*"  # a Markdown code fence, with its language label (```json, ```c++)
+_EMPTY_FENCE = re.compile(rf"{_FENCE}[ \t]*\n?\s*```")
 
 
 def _arguments(value: Any) -> dict[str, Any] | None:
@@ -87,7 +88,7 @@ def with_text_calls(completion: Completion, tools: dict[str, Tool]) -> Completio
     return replace(completion, content=content, tool_calls=calls) if calls else completion
 
 
-_CALL_START = re.compile(r'\A\s*(?:```[\w+-]*\s*)?\{\s*"name"\s*:\s*"([^"\\]+)"\s*,?\s*(?:"arguments"\s*:\s*)?')
+_CALL_START = re.compile(rf'\A\s*(?:{_FENCE}\s*)?\{{\s*"name"\s*:\s*"([^"\\]+)"\s*,?\s*(?:"arguments"\s*:\s*)?')
 
 
 def _cut_call(text: str, tools: dict[str, Tool]) -> ToolCall | None:
@@ -100,7 +101,7 @@ def _cut_call(text: str, tools: dict[str, Tool]) -> ToolCall | None:
 
 def _lone_call(text: str) -> ToolCall | None:
     """The call a reply that is only one `{"name", "arguments"}` object (fenced or not) spells, whatever its name."""
-    body = re.sub(r"^\s*```[\w+-]*[ \t]*\n|\n?```\s*$", "", text)
+    body = re.sub(rf"^\s*{_FENCE}[ \t]*\n|\n?```\s*$", "", text)
     try:
         return _call(json.loads(body), None)
     except ValueError:
