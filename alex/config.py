@@ -34,6 +34,7 @@ class Config:
     llm_model: str
     llm_temperature: float | None
     llm_tool_choice: str
+    llm_example: bool
     llm_max_output_tokens: int
     base_url: str
     cors_allowed_origins: tuple[str, ...]

@@ -12,6 +12,7 @@ from alex.agent.calls import CallRunner
 from alex.agent.cancel import CancelToken, TaskCancelled
 from alex.agent.context import estimate_tokens, fit_context
 from alex.agent.context_window import conversation_budget
+from alex.agent.example import example_turns
 from alex.agent.known_files import known_files
 from alex.agent.lifecycle import TaskLifecycle
 from alex.agent.llm import Completion, LLMCancelled, LLMClient, LLMError, RetryNotice
@@ -55,6 +56,7 @@ class AgentLoop:
         self._tools_tokens = estimate_tokens([{"tools": self._tool_specs}])
         self._calls = CallRunner(self._tools, self._tool_context)
         self._system_prompt = system_prompt(config.answer_tool)
+        self._example = example_turns(set(self._tools), config.answer_tool) if config.llm_example else []
         self._repeat_prompt = repeat_prompt(config.answer_tool)
 
     @property
@@ -176,7 +178,8 @@ class AgentLoop:
         return conversation_budget(self._config.context_tokens, self._llm.context_window(), self._tools_tokens)
 
     def _stream_completion(self, run: Run, conversation: list[Message], budget: int) -> Completion:
-        messages = fit_context([{"role": "system", "content": self._system_prompt}, *conversation], budget)
+        messages = fit_context([{"role": "system", "content": self._system_prompt}, *self._example, *conversation],
+                               budget)
         run.emit("thinking", iteration=run.iteration, message_count=len(messages))
         return self._llm.stream(
             messages, self._tool_specs, token=run.token, max_tokens=self._output_cap(),
