@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from alex.agent.example import EXAMPLE_TOOLS, EXAMPLES, example_turns
+from alex.agent.example import EXAMPLE_MARK, EXAMPLE_TOOLS, EXAMPLES, example_turns
 from alex.agent.tools import ALL_TOOLS, build_tools, run_tool
 from alex.agent.tools.answer import TAKEN
 from tests.agent_support import agent_settings, analysis, run_task
@@ -34,7 +34,7 @@ def test_the_examples_results_are_what_the_real_tools_answer_on_its_files(tmp_pa
 
 def test_each_example_is_a_task_whose_every_call_is_answered_and_that_ends_with_an_answer():
     turns = example_turns(set(ALL_TOOLS) | {"final_answer"}, answer_tool=True)
-    assert [m["content"] for m in turns if m["role"] == "user"] == [example.task for example in EXAMPLES]
+    assert [m["content"] for m in turns if m["role"] == "user"] == [EXAMPLE_MARK + example.task for example in EXAMPLES]
     calls = [m["tool_calls"][0] for m in turns if m["role"] == "assistant"]
     answers = [m for m in turns if m["role"] == "tool"]
     assert [c["id"] for c in calls] == [a["tool_call_id"] for a in answers]

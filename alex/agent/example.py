@@ -40,8 +40,9 @@ EXAMPLES = [
     Example(
         files={},
         task="Write a script total.py that prints the sum of 2, 3 and 4, then run it.",
-        steps=[("file_write", {"path": "total.py", "content": "print(sum([2, 3, 4]))\n"},
-                "Done: created total.py (22 bytes, 1 line)."),
+        steps=[("file_write", {"path": "total.py",
+                               "content": "total = 0\nfor number in [2, 3, 4]:\n    total += number\nprint(total)\n"},
+                "Done: created total.py (68 bytes, 4 lines)."),
                ("bash", {"command": "python3 total.py"}, "9\n[exit code 0]")],
         answer="Wrote total.py; run with python3, it prints 9.",
     ),
@@ -57,6 +58,8 @@ EXAMPLES = [
         answer="Renamed total to sum_prices in shop.py; shop.sum_prices([2, 3]) returns 5.",
     ),
 ]
+# Before each example's task: without it, asked what it had done in the session, the 1.5B model listed the examples.
+EXAMPLE_MARK = "Worked example (not part of this session), to show how to work: "
 EXAMPLE_TOOLS = frozenset(tool for example in EXAMPLES for tool, _, _ in example.steps)
 
 
@@ -69,7 +72,7 @@ def example_turns(tool_names: set[str] | frozenset[str], answer_tool: bool) -> l
     messages: list[Message] = []
     for example in EXAMPLES:
         ending = [("final_answer", {"answer": example.answer}, TAKEN)] if answer_tool else []
-        messages.append({"role": "user", "content": example.task})
+        messages.append({"role": "user", "content": EXAMPLE_MARK + example.task})
         for tool, arguments, output in [*example.steps, *ending]:
             call_id = f"call_example{len(messages)}"
             messages.append({"role": "assistant", "content": "", "tool_calls": [
