@@ -146,10 +146,10 @@ SETTINGS: dict[str, tuple[str, Callable[[str], Any], str, str]] = {
                              "schema of the tools: for llama.cpp-style servers, which then only let a small model "
                              "write calls that fit the tools); required and json_schema need ALEX_ANSWER_TOOL=1"),
     "ALEX_LLM_EXAMPLE": ("llm_example", _bool, "0",
-                         "1: a short worked example task (read a file, edit it, run a check, answer; about 400 "
-                         "tokens) goes before every conversation: small local models (Qwen2.5-Coder 0.5B) then call "
-                         "tools for their task instead of unrelated ones; sent only while file_read, file_edit and "
-                         "bash are enabled"),
+                         "1: two short worked example tasks (write a script and run it; read a file, edit it, run "
+                         "a check; about 700 tokens) go before every conversation: small local models "
+                         "(Qwen2.5-Coder 0.5B) then call tools for their task instead of unrelated ones; sent only "
+                         "while file_read, file_edit and bash are enabled"),
     "ALEX_BASE_URL": ("base_url", str, "https://api.openai.com/v1",
                       "the OpenAI-compatible API base URL, usually ending in /v1 (llama.cpp, vLLM, Ollama: their /v1)"),
     "CORS_ALLOWED_ORIGINS": ("cors_allowed_origins", _origins, "",

@@ -1,8 +1,9 @@
-"""ALEX_LLM_EXAMPLE: a worked example task before the conversation, through the fake OpenAI server and the real
+"""ALEX_LLM_EXAMPLE: worked example tasks before the conversation, through the fake OpenAI server and the real
 tools.
 
-Qwen2.5-Coder 0.5B called tools unrelated to its task until it was shown one example exchange; the example must
-teach what alex's tools really answer, reach every request, and never become part of the session.
+Qwen2.5-Coder 0.5B called tools unrelated to its task until it was shown example exchanges; the examples must
+teach what alex's tools really answer, reach every request, give way first when the context is short, and never
+become part of the session.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 
 import pytest
 
+from alex.agent.context import estimate_tokens, fit_context
 from alex.agent.example import EXAMPLE_MARK, EXAMPLE_TOOLS, EXAMPLES, example_turns
 from alex.agent.tools import ALL_TOOLS, build_tools, run_tool
 from alex.agent.tools.answer import TAKEN
@@ -80,3 +82,13 @@ def test_without_the_setting_no_example_is_sent(make_app, fake_openai):
     run_task(app, app.test_client(), "hi", "plain")
     body = fake_openai.requests[-1].body
     assert [m["role"] for m in body["messages"]] == ["system", "user"] and EXAMPLES[0].task not in json.dumps(body)
+
+
+def test_when_the_context_is_short_the_examples_are_left_out_before_the_sessions_turns():
+    system = {"role": "system", "content": "You are alex."}
+    example = example_turns(set(ALL_TOOLS) | {"final_answer"}, answer_tool=True)
+    earlier = [{"role": "user", "content": "an earlier task " + "x" * 400}, {"role": "assistant", "content": "Done."}]
+    current = [{"role": "user", "content": "the task now"}]
+    budget = estimate_tokens([system, *earlier, *current]) + 10
+    assert estimate_tokens([system, *example, *earlier, *current]) > budget
+    assert fit_context([system, *example, *earlier, *current], budget) == [system, *earlier, *current]
