@@ -1,15 +1,15 @@
 """ALEX_LLM_EXAMPLE: worked example tasks sent before the session's conversation, for small models.
 
-Qwen2.5-Coder 0.5B, given alex's system prompt and tools, called tools unrelated to its task (a server on port
-9090 when asked to change a port in settings.py, a grep for "Hello, " when asked to create greet.py) in 12 of 12
-probes, whatever the tool-call format or prompt wording. Shown worked examples, it copies their shape: after one
-(read a file, edit it, run a check, answer) it began every task with a `file_read` of the task's file, greet.py
-that did not exist included; after two (create a file and run it; read, edit, check), it wrote greet.py and
-primes.py at once and read access.log first. The examples are generic steps of coding work, not the suite's.
-Their shape is copied, details included: after a one-line example script both the 0.5B and the 1.5B model wrote
-primes.py as one line of invalid Python (with the multi-line script below, the 1.5B model wrote it on 12 lines). A
-larger model may do worse with them: the 1.5B model checked every change with bash, but passed 4 and 3 of the
-e2e-llm suite's 6 tasks instead of 5 — hence off by default.
+Qwen2.5-Coder 0.5B, given alex's system prompt and tools, called tools unrelated to its task (a server on port 9090
+when asked to change a port in settings.py, a grep for "Hello, " when asked to create greet.py) in 12 of 12 probes,
+whatever the tool-call format or prompt wording. Shown worked examples, it copies their shape: after one (read a
+file, edit it, run a check, answer) it began three of the e2e-llm suite's six tasks with a `file_read` of the task's
+file (greet.py, which did not exist, included); after two (create a file and run it; read, edit, check), it wrote
+greet.py and primes.py at once and read access.log first. The examples are generic steps of coding work, not the
+suite's. Their shape is copied, details included: after a one-line example script both the 0.5B and the 1.5B model
+wrote primes.py as one line of invalid Python (with the multi-line script below, the 1.5B model wrote it on 12
+lines). A larger model may do worse with them: the 1.5B model checked every change with bash, but passed 4 and 3 of
+the e2e-llm suite's 6 tasks instead of 5 — hence off by default.
 
 The examples are real: their tool results are what alex's tools answer (a test runs the steps on their files),
 so they teach the real formats. They go after the system prompt, before the session's turns, and are never
