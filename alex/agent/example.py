@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from alex.agent.tools.answer import TAKEN
+from alex.agent.tools.answer import FINAL_ANSWER, TAKEN
 from alex.store.records import Message
 
 
@@ -75,7 +75,7 @@ def example_turns(tool_names: set[str] | frozenset[str], answer_tool: bool) -> l
         return []
     messages: list[Message] = []
     for example in EXAMPLES:
-        ending = [("final_answer", {"answer": example.answer}, TAKEN)] if answer_tool else []
+        ending = [(FINAL_ANSWER.name, {"answer": example.answer}, TAKEN)] if answer_tool else []
         messages.append({"role": "user", "content": EXAMPLE_MARK + example.task})
         for tool, arguments, output in [*example.steps, *ending]:
             call_id = f"call_example{len(messages)}"
