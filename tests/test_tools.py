@@ -381,6 +381,19 @@ def test_file_edit_reports_what_it_did_and_refuses_no_ops(ctx, workspace):
     assert "empty" in call(ctx, "file_edit", path="f.txt", old_string="", new_string="2")["error"]
 
 
+def test_file_edit_refuses_to_replace_the_whole_of_a_file(ctx, workspace):
+    # Qwen2.5-Coder 0.5B, asked to add farewell() to greet.py "and keep greet as it is", wrote the right file, then
+    # sent file_edit with the whole file as old_string and farewell() alone as new_string: greet() was gone.
+    source = "def greet(name):\n    return 'Hello, ' + name\n"
+    (workspace / "greet.py").write_text(source)
+    refused = call(ctx, "file_edit", path="greet.py", old_string=source.rstrip(), new_string="def farewell(): pass")
+    assert refused["error"] == ("old_string is all of greet.py (2 lines): file_edit replaces a part of a file. Put "
+                                "only the lines to change in old_string, or use file_write to replace the whole file.")
+    assert (workspace / "greet.py").read_text() == source
+    (workspace / "one.txt").write_text("PORT = 8080\n")
+    assert call(ctx, "file_edit", path="one.txt", old_string="PORT = 8080", new_string="PORT = 9090")["error"] is None
+
+
 # list_files and grep
 
 def test_list_files(ctx, workspace):

@@ -138,6 +138,7 @@ def run_file_edit(arguments: dict, ctx: ToolContext) -> ToolResult:
         text = original.decode("utf-8")
     except UnicodeDecodeError:
         raise ToolError(f"{raw!r} is not UTF-8 text; edit it with bash instead") from None
+    _refuse_whole_file(text, old, raw)
     count = text.count(old)
     if count == 0:
         raise ToolError(f"old_string was not found in {raw!r}; read the file and copy the exact text, whitespace "
@@ -149,6 +150,15 @@ def run_file_edit(arguments: dict, ctx: ToolContext) -> ToolResult:
     _write_within_cap(ctx, path, raw, edited.encode("utf-8", "replace"), len(original))
     return result(f"Done: replaced {count} occurrence{'s' if count > 1 else ''} in {display_path(ctx.workspace, path)}"
                   f"; the file is saved and now reads, around the change:\n{_around(edited, text.index(old), new)}")
+
+
+def _refuse_whole_file(text: str, old: str, raw: str) -> None:
+    """A file of several lines is not replaced whole by file_edit: Qwen2.5-Coder 0.5B sent the whole of greet.py as
+    old_string and one new function as new_string, and lost the function it had been told to keep."""
+    lines = len(text.strip().splitlines())
+    if lines > 1 and old.strip() == text.strip():
+        raise ToolError(f"old_string is all of {raw} ({_line_count(lines)}): file_edit replaces a part of a file. "
+                        "Put only the lines to change in old_string, or use file_write to replace the whole file.")
 
 
 def _line_count(count: int) -> str:
