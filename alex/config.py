@@ -35,7 +35,6 @@ class Config:
     llm_temperature: float | None
     llm_tool_choice: str
     llm_example: bool
-    llm_resamples: int
     llm_max_output_tokens: int
     base_url: str
     cors_allowed_origins: tuple[str, ...]

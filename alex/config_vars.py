@@ -150,11 +150,6 @@ SETTINGS: dict[str, tuple[str, Callable[[str], Any], str, str]] = {
                          "a check; about 700 tokens) go before every conversation: small local models "
                          "(Qwen2.5-Coder 0.5B) then call tools for their task instead of unrelated ones; sent only "
                          "while file_read, file_edit and bash are enabled"),
-    "ALEX_LLM_RESAMPLES": ("llm_resamples", _non_negative_int, "0",
-                           "how many times a reply that only repeats tool calls whose results the model already has "
-                           "is asked for again, at temperature 0.7 (or ALEX_LLM_TEMPERATURE if higher), before it is "
-                           "answered as a repeat; the repeated reply is discarded (0: never; for small local models "
-                           "at temperature 0, which give the same reply to the same conversation)"),
     "ALEX_BASE_URL": ("base_url", str, "https://api.openai.com/v1",
                       "the OpenAI-compatible API base URL, usually ending in /v1 (llama.cpp, vLLM, Ollama: their /v1)"),
     "CORS_ALLOWED_ORIGINS": ("cors_allowed_origins", _origins, "",

@@ -184,9 +184,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--example", default=os.environ.get("LLM_EXAMPLE"), choices=("0", "1"),
                         help="ALEX_LLM_EXAMPLE for alex (worked example tasks before each conversation; default 1 for "
                              "the 0.5B model, 0 for the 1.5B: results/README.md)")
-    parser.add_argument("--resamples", default=os.environ.get("LLM_RESAMPLES") or "2",
-                        help="ALEX_LLM_RESAMPLES for alex (default 2: a reply that only repeats calls is asked for "
-                             "again, warmer, twice before it is answered as a repeat)")
     args = parser.parse_args(argv)
     if args.example is None:
         args.example = EXAMPLE_BY_DEFAULT[args.model]
@@ -203,8 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         server = GunicornServer(work / "data", ALEX_BASE_URL=f"{llama.url}/v1", OPENAI_API_KEY="e2e-llm-dummy-key",
                                 ALEX_LLM_MODEL=f"qwen2.5-coder-{args.model}", ALEX_TASK_TIMEOUT_S="420",
                                 ALEX_LLM_READ_TIMEOUT_S="180", ALEX_LLM_TEMPERATURE=args.temperature,
-                                ALEX_LLM_TOOL_CHOICE=args.tool_choice, ALEX_LLM_EXAMPLE=args.example,
-                                ALEX_LLM_RESAMPLES=args.resamples).wait_ready(60)
+                                ALEX_LLM_TOOL_CHOICE=args.tool_choice, ALEX_LLM_EXAMPLE=args.example).wait_ready(60)
         root = work / "data" / "workspaces"
         results = []
         for task in tasks:
@@ -218,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
         llama.stop()
     report = table(f"{args.model} (temperature {args.temperature}, tool choice {args.tool_choice}, example "
-                   f"{args.example}, resamples {args.resamples})", results)
+                   f"{args.example})", results)
     errors = [f"{r.name}: {error}" for r in results for error in r.errors]
     report += "\n" + "\n".join(["error events:", *errors] if errors else ["no error event"])
     report += f"\nlogs and transcripts in {work}"

@@ -92,10 +92,8 @@ class LLMClient:
     def stream(
         self, messages: list[dict], tools: list[dict], *, token: CancelToken, on_text: Callable[[str], None],
         on_retry: Callable[[RetryNotice], None], max_tokens: int | None = None, json_object: bool = False,
-        temperature: float | None = None,
     ) -> Completion:
-        """Stream one completion: text deltas go to `on_text` as they arrive; returns the assembled reply.
-        `temperature`: sent instead of ALEX_LLM_TEMPERATURE's."""
+        """Stream one completion: text deltas go to `on_text` as they arrive; returns the assembled reply."""
         body: dict[str, Any] = {"model": self.model, "messages": messages, "stream": True,
                                 "stream_options": {"include_usage": True}}
         if tools:
@@ -104,8 +102,8 @@ class LLMClient:
                 body["tool_choice"] = "required"
             elif self.tool_choice == "json_schema":
                 body["response_format"] = one_call_format(tools)
-        if temperature is not None or self.temperature is not None:
-            body["temperature"] = self.temperature if temperature is None else temperature
+        if self.temperature is not None:
+            body["temperature"] = self.temperature
         if max_tokens is not None:
             body["max_tokens"] = max_tokens
         if json_object:

@@ -31,11 +31,6 @@ from alex.workspace import workspace_dir
 log = logging.getLogger(__name__)
 
 
-# Temperature of a reply asked for again because it only repeated calls (ALEX_LLM_RESAMPLES): Qwen2.5-Coder's own
-# generation config samples at 0.7.
-RESAMPLE_TEMPERATURE = 0.7
-
-
 class IterationLimit(Exception):
     """The task used ALEX_MAX_ITERATIONS iterations without a final answer."""
 
@@ -126,7 +121,7 @@ class AgentLoop:
             run.iteration += 1
             run.token.raise_if_cancelled()
             run.emit("iteration_start", iteration=run.iteration, total_iters=self._config.max_iterations)
-            completion = self._reply(run, conversation)
+            completion = self._think(run, conversation)
             conversation.append(_assistant_message(completion))
             repeats_before = run.repeats.repeats
             tools_run = self._calls.run_all(run, completion, conversation)
@@ -154,32 +149,12 @@ class AgentLoop:
                 raise TokenBudgetExceeded
         raise IterationLimit
 
-    def _reply(self, run: Run, conversation: list[Message]) -> Completion:
-        """The model's next reply. One that only repeats calls whose results the model already has is discarded
-        and asked for again at RESAMPLE_TEMPERATURE, up to ALEX_LLM_RESAMPLES times, each time with a recoverable
-        error event saying so; the last one is kept whatever it holds (the repeat guard answers it).
-
-        At temperature 0 a model gives the same reply to the same conversation: Qwen2.5-Coder 0.5B, once lost,
-        sent the same call until the repeat guard ended its task, whatever the note that answered it said."""
-        completion = self._think(run, conversation)
-        temperature = max(self._config.llm_temperature or 0.0, RESAMPLE_TEMPERATURE)
-        for attempt in range(1, self._config.llm_resamples + 1):
-            if completion.finish_reason == "length" or not run.repeats.only_repeats(completion.tool_calls,
-                                                                                    run.iteration):
-                break
-            names = ", ".join(dict.fromkeys(call.name for call in completion.tool_calls))
-            run.emit("error", iteration=run.iteration, phase="llm", recoverable=True, terminal=False,
-                     retryable=False, error=f"the reply only repeated {names} with arguments already answered; asking "
-                     f"again at temperature {temperature:g} (attempt {attempt}; the reply above is discarded)")
-            completion = self._think(run, conversation, temperature)
-        return completion
-
-    def _think(self, run: Run, conversation: list[Message], temperature: float | None = None) -> Completion:
-        """One streamed completion (at `temperature`, else ALEX_LLM_TEMPERATURE's); when the server says the
-        context is too long, fit the conversation to the size it names (else to half the budget) and retry once."""
+    def _think(self, run: Run, conversation: list[Message]) -> Completion:
+        """One streamed completion; when the server says the context is too long, fit the conversation to the
+        size it names (else to half the budget) and retry once."""
         budget = self._budget()
         try:
-            completion = self._stream_completion(run, conversation, budget, temperature)
+            completion = self._stream_completion(run, conversation, budget)
         except LLMError as error:
             if not (error.context_overflow or error.code == "context_length_exceeded"):
                 raise
@@ -189,7 +164,7 @@ class AgentLoop:
             run.emit("error", iteration=run.iteration, phase="llm", recoverable=True, terminal=False, retryable=False,
                      error=f"the conversation is longer than the model's context{told}; older tool output and turns "
                            "are left out and the call is retried")
-            completion = self._stream_completion(run, conversation, min(budget // 2, self._budget()), temperature)
+            completion = self._stream_completion(run, conversation, min(budget // 2, self._budget()))
         run.add_usage(completion.usage)
         completion = with_text_calls(completion, self._tools)
         run.last_content = completion.content or run.last_content
@@ -202,13 +177,12 @@ class AgentLoop:
         known)."""
         return conversation_budget(self._config.context_tokens, self._llm.context_window(), self._tools_tokens)
 
-    def _stream_completion(self, run: Run, conversation: list[Message], budget: int,
-                           temperature: float | None) -> Completion:
+    def _stream_completion(self, run: Run, conversation: list[Message], budget: int) -> Completion:
         messages = fit_context([{"role": "system", "content": self._system_prompt}, *self._example, *conversation],
                                budget)
         run.emit("thinking", iteration=run.iteration, message_count=len(messages))
         return self._llm.stream(
-            messages, self._tool_specs, token=run.token, max_tokens=self._output_cap(), temperature=temperature,
+            messages, self._tool_specs, token=run.token, max_tokens=self._output_cap(),
             on_text=lambda delta: run.emit("think_delta", iteration=run.iteration, delta=delta),
             on_retry=lambda notice: self._report_retry(run, notice),
         )

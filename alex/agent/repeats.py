@@ -59,20 +59,12 @@ class RepeatGuard:
     def earlier(self, call: ToolCall, iteration: int) -> Earlier | None:
         """The identical earlier call when nothing has changed since it ran, else None. It counts as a repeat
         unless it was made in the same reply (`iteration`): a model's duplicated parallel call is no loop."""
-        found = self._unchanged(call)
-        if found is not None and found.last_iteration != iteration:
+        found = self._seen.get(_key(call))
+        if found is None or found.state != self._states[_part(call)]:
+            return None
+        if found.last_iteration != iteration:
             self.repeats += 1
         return found
-
-    def only_repeats(self, calls: list[ToolCall], iteration: int) -> bool:
-        """True when `calls` (a reply of `iteration`, not run yet) is not empty and each of them repeats a call
-        of an earlier reply with nothing changed since; nothing is counted."""
-        found = [self._unchanged(call) for call in calls]
-        return bool(calls) and all(earlier is not None and earlier.last_iteration != iteration for earlier in found)
-
-    def _unchanged(self, call: ToolCall) -> Earlier | None:
-        found = self._seen.get(_key(call))
-        return found if found is not None and found.state == self._states[_part(call)] else None
 
     def record(self, call: ToolCall, iteration: int, message: str, ran: bool) -> None:
         """Remember a call's answer; a call that ran and can change state makes every earlier call stale."""
