@@ -153,12 +153,12 @@ def test_the_first_answer_waits_for_the_files_the_task_names(agent_app, fake_ope
 def test_problems_are_pointed_out_one_at_a_time(tmp_path):
     # Told two at once, the 1.5B model answered with the reminder's own words.
     run = Run({"id": "t", "session_id": "s", "task": "Write primes.py, then run it."}, CancelToken(), None, tmp_path)
-    assert run.hold_answer() == "primes.py is named in the task but does not exist in the workspace"
+    assert run.hold_answer("Done.") == "primes.py is named in the task but does not exist in the workspace"
     assert run.user_turn == ("Before you finish: primes.py is named in the task but does not exist in the "
                              "workspace. Do what the task asks.")
-    assert run.hold_answer() == (
+    assert run.hold_answer("Done.") == (
         "the task asks to run or test something, and no command has run yet (bash runs commands)")
-    assert run.hold_answer() is None
+    assert run.hold_answer("Done.") is None
 
 
 def test_the_check_points_out_each_problem_once(agent_app, fake_openai):
@@ -301,3 +301,34 @@ def test_with_tool_choice_json_schema_a_call_cut_at_the_token_limit_is_not_run(m
     assert (workspace / "a.py").read_text() == "print(1)\n"
     stored = fake_openai.requests[2].body["messages"][2]  # the strict fake took the cut call as stored
     assert stored["tool_calls"][0]["function"] == {"name": "file_write", "arguments": "{}"}
+
+
+def test_an_answer_that_copies_a_note_of_alex_is_held_once(agent_app, fake_openai):
+    # Qwen2.5-Coder 0.5B gave the repeat note ("You already called file_edit with these exact arguments …") as its
+    # final answer, which the user would have read as the agent's account of its work.
+    read = tool_calls(("file_read", {"path": "a.txt"}))
+    copied = "You already called file_read with these exact arguments (iteration 2) and nothing has changed since"
+    answer = tool_calls(("final_answer", {"answer": copied}))
+    fake_openai.script(analysis(), tool_calls(("file_write", {"path": "a.txt", "content": "1\n"})), read, read,
+                       answer, answer)
+    run = run_task(agent_app, agent_app.test_client(), "look at a.txt", "copied-note")
+    held = run.of("tool_call_complete")[-1]
+    assert held["error"] == ('not taken yet: your answer copies a note alex wrote to you ("You already called"), '
+                             "not what you did and found. Do what the task asks, then finish.")
+    last_request = fake_openai.requests[-1].body["messages"]
+    assert last_request[-1] == {"role": "user", "content": (
+        'Before you finish: your answer copies a note alex wrote to you ("You already called"), not what you did '
+        "and found. Do what the task asks.")}
+    assert run.terminal["final_answer"] == copied, "pointed out once, like every problem: the next answer is taken"
+
+
+def test_a_plain_text_answer_that_copies_a_note_is_held_too(agent_app, fake_openai):
+    fake_openai.script(analysis(), text("ERROR: not taken yet: wrong"), text("Nothing to do."))
+    run = run_task(agent_app, agent_app.test_client(), "say something", "copied-plain")
+    assert 'a note alex wrote to you ("not taken yet:")' in fake_openai.requests[-1].body["messages"][-1]["content"]
+    assert run.terminal["final_answer"] == "Nothing to do."
+
+
+def test_an_answer_that_only_mentions_a_tool_result_is_taken(tmp_path):
+    run = Run({"id": "t", "session_id": "s", "task": "What does date print?"}, CancelToken(), None, tmp_path)
+    assert run.hold_answer("Done: created primes.py (120 bytes, 8 lines). It prints the primes below 50.") is None

@@ -14,7 +14,7 @@ while nothing has run since its last change: the 1.5B model wrote `primes.py` an
 That too is pointed out, and so is a todo list left behind: saved, then worked on, and still without a completed
 item (the 1.5B model planned three items, wrote the first one's file and answered with all three pending). Each
 problem is pointed out once, one at a time (`Run.hold_answer`); an answer given again with it still there is
-taken.
+taken. So is an answer that copies a note alex wrote to the model (the 0.5B model answered with the repeat note).
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 from alex.agent.call_arguments import parse_object
+from alex.agent.prompts import CONTINUE_PROMPT, REPEAT_PROMPT_OPENING
+from alex.agent.repeats import RAN_AGAIN_OPENING, REPEAT_NOTE_OPENING, TWIN_NOTE
+from alex.agent.tools.answer import TAKEN
 from alex.agent.tools.usage import ARGUMENT_ALIASES
 
 # A relative path whose last part has an extension starting with a letter: primes.py, src/app.ts, notes.v2.md.
@@ -36,6 +39,14 @@ _CHANGES = ("file_write", "file_edit")
 _PATH_KEYS = ("path", *ARGUMENT_ALIASES["path"])  # the names models give a file tool's path
 # Calls that name a file without looking at it (a todo "Fix calc.py", an answer) do not count as looking.
 _NOT_LOOKS = ("todo_write", "todo_read", "final_answer")
+NOT_TAKEN_YET = "not taken yet:"
+BEFORE_YOU_FINISH = "Before you finish:"
+_OPENING_WORDS = 5
+# What alex itself writes to the model (notes, reminders, prompts), by its first words: an answer holding one copies
+# a note instead of saying what was done. Qwen2.5-Coder 0.5B answered with the repeat note, word for word.
+NOTE_OPENINGS = tuple(" ".join(note.split()[:_OPENING_WORDS]) for note in (
+    REPEAT_NOTE_OPENING, RAN_AGAIN_OPENING, TWIN_NOTE, NOT_TAKEN_YET, BEFORE_YOU_FINISH, REPEAT_PROMPT_OPENING,
+    CONTINUE_PROMPT, TAKEN))
 
 
 class Call(NamedTuple):
@@ -65,6 +76,13 @@ def unmet(task: str, workspace: Path, calls: Sequence[Call]) -> list[str]:
         elif not any(_mentions(text, name) or _mentions(text, Path(name).name) for text in arguments):
             problems.append(f"{name} is named in the task but nothing in this task has looked at it")
     return problems + _not_run(task, calls) + _todos_behind(calls)
+
+
+def copied_note(answer: str) -> list[str]:
+    """What to point out when `answer` holds the opening words of a note alex wrote to the model."""
+    lowered = " ".join(answer.split()).lower()
+    found = [opening for opening in NOTE_OPENINGS if opening.lower() in lowered]
+    return [f'your answer copies a note alex wrote to you ("{found[0]}"), not what you did and found'] if found else []
 
 
 def _mentions(text: str, name: str) -> bool:
@@ -110,10 +128,10 @@ def _path(raw_arguments: str) -> str:
 
 def reminder(problem: str) -> str:
     """The refusal of a final_answer given with a problem still open (the tool error)."""
-    return f"not taken yet: {problem}. Do what the task asks, then finish."
+    return f"{NOT_TAKEN_YET} {problem}. Do what the task asks, then finish."
 
 
 def reminder_turn(problem: str) -> str:
     """The user turn that follows that refusal: the 1.5B model copied the tool error into its next answer, but
     given the same words as a user turn it wrote the missing file (3 and 4 of 4 replays) or read the log."""
-    return f"Before you finish: {problem}. Do what the task asks."
+    return f"{BEFORE_YOU_FINISH} {problem}. Do what the task asks."

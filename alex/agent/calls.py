@@ -63,7 +63,7 @@ class CallRunner:
             refusal = _refusal(failed, run)
             answer = None if refusal else self._answer_text(run, call)
             if answer is not None:
-                refusal = self._reminder(run)
+                refusal = self._reminder(run, answer)
                 if refusal is None:
                     run.answer, messages[position], taken = answer, TAKEN, taken + 1
                     continue
@@ -80,9 +80,9 @@ class CallRunner:
         outcome = run_tool(self._tools, call.name, call.arguments, self._make_context(run, call))
         return None if outcome["error"] else outcome["output"]
 
-    def _reminder(self, run: Run) -> str | None:
+    def _reminder(self, run: Run, answer: str) -> str | None:
         """Why the answer is not taken yet (alex.agent.answer_check: each problem is pointed out once), or None."""
-        problem = run.hold_answer()
+        problem = run.hold_answer(answer)
         return reminder(problem) if problem else None
 
     def _one(self, run: Run, call: ToolCall, cut_off: bool, refusal: str | None = None) -> ToolResult:

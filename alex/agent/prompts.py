@@ -30,7 +30,8 @@ like>"}"""
 CONTINUE_PROMPT = ("Your last reply was cut off at the output token limit. Continue exactly where it stopped, "
                    "without repeating what you already wrote.")
 
-_REPEAT_PROMPT = ("You repeated a tool call whose result you already have. If the task is done, {finish} now; "
+REPEAT_PROMPT_OPENING = "You repeated a tool call whose result you already have."
+_REPEAT_PROMPT = (REPEAT_PROMPT_OPENING + " If the task is done, {finish} now; "
                   "otherwise take a different step.")
 
 

@@ -82,6 +82,8 @@ class RepeatGuard:
 
 
 TWIN_NOTE = "Same call as the one before it in this reply: its result is above."
+REPEAT_NOTE_OPENING = "You already called"
+RAN_AGAIN_OPENING = "Note: you already ran this exact command"
 
 
 def not_run_note(call: ToolCall, earlier: Earlier) -> str:
@@ -89,12 +91,12 @@ def not_run_note(call: ToolCall, earlier: Earlier) -> str:
     quoted = earlier.message
     if len(quoted) > _QUOTED_RESULT_CHARS:
         quoted = quoted[:_QUOTED_RESULT_CHARS] + "\n[… rest as before]"
-    return (f"You already called {call.name} with these exact arguments (iteration {earlier.iteration}) and nothing "
+    return (f"{REPEAT_NOTE_OPENING} {call.name} with these exact arguments (iteration {earlier.iteration}) and nothing "
             f"has changed since, so it was not run again. Its result was:\n{quoted}\n"
             "Do not repeat it: use that result, take a different step, or give your final answer if you are done.")
 
 
 def ran_again_note(earlier: Earlier) -> str:
     """The line put before the output of a repeated command that ran again."""
-    return (f"Note: you already ran this exact command (iteration {earlier.iteration}) and nothing else ran since. "
+    return (f"{RAN_AGAIN_OPENING} (iteration {earlier.iteration}) and nothing else ran since. "
             "If its result is what you needed, move on or give your final answer.\n")

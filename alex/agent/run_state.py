@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from alex.agent.answer_check import Call, reminder_turn, unmet
+from alex.agent.answer_check import Call, copied_note, reminder_turn, unmet
 from alex.agent.cancel import CancelToken
 from alex.agent.llm_types import Completion
 from alex.agent.prompts import CONTINUE_PROMPT
@@ -85,13 +85,13 @@ class Run:
         conversation.append({"role": "user", "content": CONTINUE_PROMPT})
         return None
 
-    def hold_answer(self) -> str | None:
-        """Before an answer is taken: the first thing still to be done that was not pointed out yet (a file the
-        task names that is missing from the workspace or that no call named, a run it asks for;
-        alex.agent.answer_check), with the user turn saying so queued in `user_turn`; None when the answer may
-        be taken. One at a time: told two at once, the 1.5B model answered with them."""
-        problem = next((p for p in unmet(self.task["task"], self.workspace, self.calls) if p not in self.pointed_out),
-                       None)
+    def hold_answer(self, answer: str) -> str | None:
+        """Before `answer` is taken: the first thing still to be done that was not pointed out yet (a file the
+        task names that is missing from the workspace or that no call named, a run it asks for, an answer that
+        copies a note of alex; alex.agent.answer_check), with the user turn saying so queued in `user_turn`; None
+        when the answer may be taken. One at a time: told two at once, the 1.5B model answered with them."""
+        problems = [*unmet(self.task["task"], self.workspace, self.calls), *copied_note(answer)]
+        problem = next((p for p in problems if p not in self.pointed_out), None)
         if problem is not None:
             self.pointed_out.add(problem)
             self.user_turn = reminder_turn(problem)
