@@ -313,12 +313,12 @@ def test_an_answer_that_copies_a_note_of_alex_is_held_once(agent_app, fake_opena
                        answer, answer)
     run = run_task(agent_app, agent_app.test_client(), "look at a.txt", "copied-note")
     held = run.of("tool_call_complete")[-1]
-    assert held["error"] == ('not taken yet: your answer copies a note alex wrote to you ("You already called"), '
-                             "not what you did and found. Do what the task asks, then finish.")
+    assert held["error"] == ('not taken yet: your answer copies a note alex wrote to you ("with these exact '
+                             'arguments (iteration"), not what you did and found. Do what the task asks, then finish.')
     last_request = fake_openai.requests[-1].body["messages"]
     assert last_request[-1] == {"role": "user", "content": (
-        'Before you finish: your answer copies a note alex wrote to you ("You already called"), not what you did '
-        "and found. Do what the task asks.")}
+        'Before you finish: your answer copies a note alex wrote to you ("with these exact arguments (iteration"), '
+        "not what you did and found. Do what the task asks.")}
     assert run.terminal["final_answer"] == copied, "pointed out once, like every problem: the next answer is taken"
 
 
@@ -332,3 +332,4 @@ def test_a_plain_text_answer_that_copies_a_note_is_held_too(agent_app, fake_open
 def test_an_answer_that_only_mentions_a_tool_result_is_taken(tmp_path):
     run = Run({"id": "t", "session_id": "s", "task": "What does date print?"}, CancelToken(), None, tmp_path)
     assert run.hold_answer("Done: created primes.py (120 bytes, 8 lines). It prints the primes below 50.") is None
+    assert run.hold_answer("You already called setup() in main.py, so I removed the second call.") is None

@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 from alex.agent.call_arguments import parse_object
 from alex.agent.prompts import CONTINUE_PROMPT, REPEAT_PROMPT_OPENING
-from alex.agent.repeats import RAN_AGAIN_OPENING, REPEAT_NOTE_OPENING, TWIN_NOTE
+from alex.agent.repeats import RAN_AGAIN_OPENING, REPEAT_NOTE_MARK, TWIN_NOTE
 from alex.agent.tools.answer import TAKEN
 from alex.agent.tools.usage import ARGUMENT_ALIASES
 
@@ -41,11 +41,12 @@ _PATH_KEYS = ("path", *ARGUMENT_ALIASES["path"])  # the names models give a file
 _NOT_LOOKS = ("todo_write", "todo_read", "final_answer")
 NOT_TAKEN_YET = "not taken yet:"
 BEFORE_YOU_FINISH = "Before you finish:"
-_OPENING_WORDS = 5
-# What alex itself writes to the model (notes, reminders, prompts), by its first words: an answer holding one copies
-# a note instead of saying what was done. Qwen2.5-Coder 0.5B answered with the repeat note, word for word.
-NOTE_OPENINGS = tuple(" ".join(note.split()[:_OPENING_WORDS]) for note in (
-    REPEAT_NOTE_OPENING, RAN_AGAIN_OPENING, TWIN_NOTE, NOT_TAKEN_YET, BEFORE_YOU_FINISH, REPEAT_PROMPT_OPENING,
+_MARK_WORDS = 5
+# What alex itself writes to the model (notes, reminders, prompts), by a few of its words (the repeat note by the
+# words after the tool's name: "You already called" may open a model's own answer about code): an answer holding
+# one copies a note instead of saying what was done. Qwen2.5-Coder 0.5B answered with the repeat note, word for word.
+NOTE_MARKS = tuple(" ".join(note.split()[:_MARK_WORDS]) for note in (
+    REPEAT_NOTE_MARK, RAN_AGAIN_OPENING, TWIN_NOTE, NOT_TAKEN_YET, BEFORE_YOU_FINISH, REPEAT_PROMPT_OPENING,
     CONTINUE_PROMPT, TAKEN))
 
 
@@ -79,9 +80,9 @@ def unmet(task: str, workspace: Path, calls: Sequence[Call]) -> list[str]:
 
 
 def copied_note(answer: str) -> list[str]:
-    """What to point out when `answer` holds the opening words of a note alex wrote to the model."""
+    """What to point out when `answer` holds words that mark a note alex wrote to the model."""
     lowered = " ".join(answer.split()).lower()
-    found = [opening for opening in NOTE_OPENINGS if opening.lower() in lowered]
+    found = [mark for mark in NOTE_MARKS if mark.lower() in lowered]
     return [f'your answer copies a note alex wrote to you ("{found[0]}"), not what you did and found'] if found else []
 
 

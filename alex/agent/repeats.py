@@ -82,7 +82,7 @@ class RepeatGuard:
 
 
 TWIN_NOTE = "Same call as the one before it in this reply: its result is above."
-REPEAT_NOTE_OPENING = "You already called"
+REPEAT_NOTE_MARK = "with these exact arguments (iteration"  # no answer of a model's own holds this
 RAN_AGAIN_OPENING = "Note: you already ran this exact command"
 
 
@@ -91,7 +91,7 @@ def not_run_note(call: ToolCall, earlier: Earlier) -> str:
     quoted = earlier.message
     if len(quoted) > _QUOTED_RESULT_CHARS:
         quoted = quoted[:_QUOTED_RESULT_CHARS] + "\n[… rest as before]"
-    return (f"{REPEAT_NOTE_OPENING} {call.name} with these exact arguments (iteration {earlier.iteration}) and nothing "
+    return (f"You already called {call.name} {REPEAT_NOTE_MARK} {earlier.iteration}) and nothing "
             f"has changed since, so it was not run again. Its result was:\n{quoted}\n"
             "Do not repeat it: use that result, take a different step, or give your final answer if you are done.")
 
