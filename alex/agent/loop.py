@@ -126,8 +126,7 @@ class AgentLoop:
             repeats_before = run.repeats.repeats
             tools_run = self._calls.run_all(run, completion, conversation)
             answer = run.answer_part(completion, conversation)
-            plain_text = run.answer is None and run.stop_reason != "truncated"
-            if answer is not None and plain_text and run.hold_answer(answer):
+            if answer is not None and run.answer is None and run.stop_reason != "truncated" and run.hold_answer(answer):
                 answer = None  # an answer in plain text waits too, as a final_answer call does (alex.agent.calls)
             if run.user_turn is not None:
                 conversation.append({"role": "user", "content": run.user_turn})

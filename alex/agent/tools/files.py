@@ -155,9 +155,12 @@ def run_file_edit(arguments: dict, ctx: ToolContext) -> ToolResult:
 def _refuse_whole_file(text: str, old: str, raw: str) -> None:
     """A file of several lines is not replaced whole by file_edit: Qwen2.5-Coder 0.5B sent the whole of greet.py as
     old_string and one new function as new_string, and lost the function it had been told to keep."""
-    if len(old) * 2 < len(text) or old.strip() != text.strip():  # the length first: no copy of a large file
+    if len(old) * 2 < len(text):  # the length first: no copy of a large file for a small edit
         return
-    lines = len(text.strip().splitlines())
+    whole = text.strip()
+    if old.strip() != whole:
+        return
+    lines = len(whole.splitlines())
     if lines > 1:
         raise ToolError(f"old_string is all of {raw} ({_line_count(lines)}): file_edit replaces a part of a file. "
                         "Put only the lines to change in old_string, or use file_write to replace the whole file.")
