@@ -6,7 +6,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -92,16 +92,21 @@ class LLMClient:
     def stream(
         self, messages: list[dict], tools: list[dict], *, token: CancelToken, on_text: Callable[[str], None],
         on_retry: Callable[[RetryNotice], None], max_tokens: int | None = None, json_object: bool = False,
+        withheld: Collection[str] = (),
     ) -> Completion:
-        """Stream one completion: text deltas go to `on_text` as they arrive; returns the assembled reply."""
+        """Stream one completion: text deltas go to `on_text` as they arrive; returns the assembled reply. The
+        reply may not call the tools named in `withheld`: under json_schema its schema leaves them out (the
+        request's tools, and so the prompt a server may have cached, stay the same); otherwise the request does
+        not list them."""
         body: dict[str, Any] = {"model": self.model, "messages": messages, "stream": True,
                                 "stream_options": {"include_usage": True}}
+        allowed = [spec for spec in tools if spec["function"]["name"] not in withheld] or tools
         if tools:
-            body["tools"] = tools
+            body["tools"] = tools if self.tool_choice == "json_schema" else allowed
             if self.tool_choice == "required":
                 body["tool_choice"] = "required"
             elif self.tool_choice == "json_schema":
-                body["response_format"] = one_call_format(tools)
+                body["response_format"] = one_call_format(allowed)
         if self.temperature is not None:
             body["temperature"] = self.temperature
         if max_tokens is not None:

@@ -21,6 +21,7 @@ from alex.agent.run_state import Run
 from alex.agent.text_calls import with_text_calls
 from alex.agent.tools import Tool, ToolContext, openai_tool_specs
 from alex.agent.tools.answer import FINAL_ANSWER
+from alex.agent.tools.usage import tool_named
 from alex.config import Config
 from alex.store.base import SessionGone, Store
 from alex.store.records import Message, TaskBase
@@ -181,10 +182,16 @@ class AgentLoop:
                                budget)
         run.emit("thinking", iteration=run.iteration, message_count=len(messages))
         return self._llm.stream(
-            messages, self._tool_specs, token=run.token, max_tokens=self._output_cap(),
+            messages, self._tool_specs, token=run.token, max_tokens=self._output_cap(), withheld=self._withheld(run),
             on_text=lambda delta: run.emit("think_delta", iteration=run.iteration, delta=delta),
             on_retry=lambda notice: self._report_retry(run, notice),
         )
+
+    def _withheld(self, run: Run) -> frozenset[str]:
+        """The tools this reply may not call: those the reply before it repeated (alex.agent.repeats); never
+        final_answer."""
+        repeated = (tool_named(self._tools, name) for name in run.repeats.withheld(run.iteration - 1))
+        return frozenset(tool.name for tool in repeated if tool is not None and tool is not FINAL_ANSWER)
 
     def _output_cap(self) -> int | None:
         """max_tokens for a turn: ALEX_LLM_MAX_OUTPUT_TOKENS, at most a quarter of a known context (the

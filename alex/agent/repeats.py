@@ -10,6 +10,10 @@ world outside (a flaky test, a server starting) — and its result carries the n
 task the task ends with stop_reason "repeated_calls". A call cut off at the output token limit is not remembered:
 the model is asked to send it again. The same call twice in one reply is no repeat: the second is answered with a
 pointer to the first's result (quoting it again, a small model took the note for its answer and repeated it).
+
+The reply after a repeat may not call the repeated tool (`withheld`): a greedy small model that has settled on a
+call sends it again whatever the note says, and only a choice it cannot make moves it on. The tool is offered again
+in the reply after that.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ class RepeatGuard:
         self._seen: dict[tuple[str, str], Earlier] = {}
         self._states = {"workspace": 0, "todos": 0}  # bumped by every call that can change that part
         self.repeats = 0
+        self._repeated_in: tuple[int, set[str]] = (0, set())  # a reply's iteration, the tools it repeated
 
     def earlier(self, call: ToolCall, iteration: int) -> Earlier | None:
         """The identical earlier call when nothing has changed since it ran, else None. It counts as a repeat
@@ -64,7 +69,16 @@ class RepeatGuard:
             return None
         if found.last_iteration != iteration:
             self.repeats += 1
+            if self._repeated_in[0] != iteration:
+                self._repeated_in = (iteration, set())
+            self._repeated_in[1].add(call.name)
         return found
+
+    def withheld(self, iteration: int) -> frozenset[str]:
+        """The tools the reply after `iteration` may not call: those whose calls in reply `iteration` were
+        repeats."""
+        replied, tools = self._repeated_in
+        return frozenset(tools) if replied == iteration else frozenset()
 
     def record(self, call: ToolCall, iteration: int, message: str, ran: bool) -> None:
         """Remember a call's answer; a call that ran and can change state makes every earlier call stale."""
