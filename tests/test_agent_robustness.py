@@ -326,14 +326,16 @@ def _offered(body: dict) -> list[str]:
 
 
 @pytest.mark.parametrize("tool_choice", ["auto", "json_schema"])
-def test_the_reply_after_a_repeat_may_not_call_the_repeated_tool(make_app, fake_openai, tool_choice):
+def test_a_repeated_tool_is_not_offered_until_something_changes(make_app, fake_openai, tool_choice):
     # Qwen2.5-Coder 0.5B, greedy, opened edit_file and fix_test with todo_write and sent it again after every note
-    # (identical at temperature 0.7 too, 14 of 15 samples). The reply after a repeat is not offered the repeated
-    # tool; under json_schema the request's tools stay as they were (the prompt, and a server's cached prefix,
-    # unchanged) and only the schema of the reply leaves it out.
+    # (identical at temperature 0.7 too, 14 of 15 samples); withheld for one reply only, it alternated todo_write
+    # and todo_read. A repeated tool is not offered until a call changes something; under json_schema the
+    # request's tools stay as they were (the prompt, and a server's cached prefix, unchanged) and only the schema
+    # of the reply leaves it out.
     app = make_app(**agent_settings(fake_openai, ALEX_LLM_TOOL_CHOICE=tool_choice))
-    todos = {"todos": [{"id": "1", "content": "change the port", "status": "pending"}]}
-    calls = [("todo_write", todos), ("todo_write", todos), ("list_files", {})]
+    todos = {"todos": [{"id": "1", "content": "change the port", "status": "completed"}]}
+    calls = [("todo_write", todos), ("todo_write", todos), ("list_files", {}),
+             ("file_write", {"path": "plan.txt", "content": "port\n"})]
     if tool_choice == "json_schema":
         replies = [text(json.dumps({"name": name, "arguments": arguments})) for name, arguments in calls]
         replies.append(text(json.dumps({"name": "final_answer", "arguments": {"answer": "Planned."}})))
@@ -342,11 +344,30 @@ def test_the_reply_after_a_repeat_may_not_call_the_repeated_tool(make_app, fake_
     fake_openai.script(analysis(), *replies)
     run = run_task(app, app.test_client(), "plan the port change", f"withheld-{tool_choice}")
     assert run.terminal["final_answer"] == "Planned."
-    first, second, after_repeat, after_that = (request.body for request in fake_openai.requests[1:])
+    first, second, after_repeat, after_a_read, after_a_write = (request.body for request in fake_openai.requests[1:])
     assert "todo_write" in _offered(first) and "todo_write" in _offered(second)
     assert "todo_write" not in _offered(after_repeat) and "file_edit" in _offered(after_repeat)
     assert (after_repeat["tools"] == second["tools"]) == (tool_choice == "json_schema")
-    assert _offered(after_that) == _offered(first), "withheld for one reply only"
+    assert _offered(after_a_read) == _offered(after_repeat), "a read changes nothing"
+    assert _offered(after_a_write) == _offered(first)
+
+
+def test_a_call_that_failed_changed_nothing(agent_app, fake_openai):
+    # Qwen2.5-Coder 0.5B made the right edit, sent it again, then a file_write the read-first rule refused, and
+    # the edit once more: taken for a change, the refused write let the edit run again (and fail), not repeat.
+    # A file tool that fails has written nothing: what was repeated stays withheld.
+    workspace = agent_app.extensions["alex"].config.workspace_root / "failed-write"
+    workspace.mkdir(parents=True)
+    (workspace / "settings.py").write_text("PORT = 8080\nDEBUG = False\n")
+    edit = ("file_edit", {"path": "settings.py", "old_string": "PORT = 8080", "new_string": "PORT = 9090"})
+    fake_openai.script(analysis(), tool_calls(edit), tool_calls(edit),
+                       tool_calls(("file_write", {"path": "settings.py", "content": "PORT = 9090"})),
+                       text("Changed the port."))
+    run = run_task(agent_app, agent_app.test_client(), "set the port to 9090", "failed-write")
+    assert [event["error"] is None for event in run.of("tool_call_complete")] == [True, True, False]
+    assert "file_edit" not in _offered(fake_openai.requests[4].body), "the refused write changed nothing"
+    assert (workspace / "settings.py").read_text() == "PORT = 9090\nDEBUG = False\n"
+    assert run.terminal["final_answer"] == "Changed the port."
 
 
 def test_an_empty_answer_is_stored_as_empty_text_not_null(agent_app, fake_openai):

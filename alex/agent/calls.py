@@ -96,7 +96,7 @@ class CallRunner:
         else:
             outcome, ran = self._answer(run, call, cut_off)
             if not cut_off:  # a cut-off call is to be sent again: that is no repeat
-                run.repeats.record(call, run.iteration, tool_message(outcome), ran)
+                run.repeats.record(call, run.iteration, tool_message(outcome), ran, failed=bool(outcome["error"]))
         run.emit("tool_call_complete", call_id=call.id, tool_name=call.name, result=outcome["output"],
                  error=outcome["error"], duration=round((time.monotonic() - started) * 1000))
         tool = tool_named(self._tools, call.name)

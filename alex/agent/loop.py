@@ -188,9 +188,9 @@ class AgentLoop:
         )
 
     def _withheld(self, run: Run) -> frozenset[str]:
-        """The tools this reply may not call: those the reply before it repeated (alex.agent.repeats); never
-        final_answer."""
-        repeated = (tool_named(self._tools, name) for name in run.repeats.withheld(run.iteration - 1))
+        """The tools this reply may not call: those repeated since something last changed (alex.agent.repeats);
+        never final_answer."""
+        repeated = (tool_named(self._tools, name) for name in run.repeats.withheld)
         return frozenset(tool.name for tool in repeated if tool is not None and tool is not FINAL_ANSWER)
 
     def _output_cap(self) -> int | None:

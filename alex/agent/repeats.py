@@ -11,9 +11,10 @@ task the task ends with stop_reason "repeated_calls". A call cut off at the outp
 the model is asked to send it again. The same call twice in one reply is no repeat: the second is answered with a
 pointer to the first's result (quoting it again, a small model took the note for its answer and repeated it).
 
-The reply after a repeat may not call the repeated tool (`withheld`): a greedy small model that has settled on a
-call sends it again whatever the note says, and only a choice it cannot make moves it on. The tool is offered again
-in the reply after that.
+A repeated tool is withheld (`withheld`: the model may not call it) until a call that is no repeat changes the
+workspace or the todos: a greedy small model that has settled on a call sends it again whatever the note says, and
+only a choice it cannot make moves it on (offered again in the next reply, Qwen2.5-Coder 0.5B alternated todo_write
+and todo_read).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class RepeatGuard:
         self._seen: dict[tuple[str, str], Earlier] = {}
         self._states = {"workspace": 0, "todos": 0}  # bumped by every call that can change that part
         self.repeats = 0
-        self._repeated_in: tuple[int, set[str]] = (0, set())  # a reply's iteration, the tools it repeated
+        self._withheld: set[str] = set()  # tools repeated since the last change
 
     def earlier(self, call: ToolCall, iteration: int) -> Earlier | None:
         """The identical earlier call when nothing has changed since it ran, else None. It counts as a repeat
@@ -69,22 +70,24 @@ class RepeatGuard:
             return None
         if found.last_iteration != iteration:
             self.repeats += 1
-            if self._repeated_in[0] != iteration:
-                self._repeated_in = (iteration, set())
-            self._repeated_in[1].add(call.name)
+            self._withheld.add(call.name)
         return found
 
-    def withheld(self, iteration: int) -> frozenset[str]:
-        """The tools the reply after `iteration` may not call: those whose calls in reply `iteration` were
-        repeats."""
-        replied, tools = self._repeated_in
-        return frozenset(tools) if replied == iteration else frozenset()
+    @property
+    def withheld(self) -> frozenset[str]:
+        """The tools the next reply may not call: those repeated since a call last changed something."""
+        return frozenset(self._withheld)
 
-    def record(self, call: ToolCall, iteration: int, message: str, ran: bool) -> None:
-        """Remember a call's answer; a call that ran and can change state makes every earlier call stale."""
-        if ran and call.name in CHANGES_STATE:
-            self._states[_part(call)] += 1
+    def record(self, call: ToolCall, iteration: int, message: str, ran: bool, failed: bool = False) -> None:
+        """Remember a call's answer; a call that ran and can change state makes every earlier call stale, and
+        when it was no repeat itself, every tool may be called again. A file or todo tool that `failed` changed
+        nothing (its checks come before it writes); a command that failed may have."""
         key = _key(call)
+        found = self._seen.get(key)
+        if ran and call.name in CHANGES_STATE and not (failed and call.name not in RUNS_AGAIN):
+            if found is None or found.state != self._states[_part(call)]:
+                self._withheld.clear()
+            self._states[_part(call)] += 1
         if ran or key not in self._seen:
             self._seen[key] = Earlier(iteration, message, self._states[_part(call)])
         self._seen[key].last_iteration = iteration
