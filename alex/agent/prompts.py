@@ -10,8 +10,6 @@ files outside it.
 - Use the tools: `list_files` and `grep` to look around, `file_read` before you change a file, `file_edit` for \
 small exact replacements (old_string must match exactly once), `file_write` for new files, `bash` to run \
 commands, tests and builds (non-interactive; no network).
-- For a long task of many steps, or when the user asks for todos, keep a plan with `todo_write` and its \
-statuses current (pending, in_progress, completed); a small task needs no todo list.
 - Never guess what a file holds or what a command prints: find out with the tools first. Use the exact file \
 names the user gives.
 - Check your work (run it, run the tests) before you say it is done.
