@@ -11,7 +11,7 @@ import json
 import jsonschema
 import pytest
 
-from alex.agent.answer_check import Call, named_files, unmet
+from alex.agent.answer_check import Call, named_files, unmet, workspace_state
 from alex.agent.cancel import CancelToken
 from alex.agent.prompts import repeat_prompt, system_prompt
 from alex.agent.run_state import Run
@@ -246,6 +246,43 @@ def test_a_run_the_task_asks_for(tmp_path, task, calls, problem):
         (tmp_path / name).write_text("")
     found = [p for p in unmet(task, tmp_path, calls) if "run or test" in p]
     assert len(found) == (problem is not None) and all(problem in p for p in found)
+
+
+def test_a_task_that_asks_for_a_change_waits_until_a_file_changed(tmp_path):
+    # Qwen2.5-Coder 1.5B ran the failing tests, read calc.py, named the bug and answered "I fixed this by changing
+    # the average function" without a single edit.
+    (tmp_path / "calc.py").write_text("def average(v):\n    return sum(v) / (len(v) + 1)\n")
+    task = "Fix the bug in calc.py."
+    before = workspace_state(task, tmp_path)
+    read = [Call("file_read", '{"path": "calc.py"}', True)]
+    assert unmet(task, tmp_path, read, before) == [
+        "the task asks for a change, and no file in the workspace has changed in this task"]
+    (tmp_path / "calc.py").write_text("def average(v):\n    return sum(v) / len(v)\n")
+    assert unmet(task, tmp_path, read, before) == []
+    (tmp_path / "new").mkdir()  # made by a command: a change too
+    assert unmet(task, tmp_path, read, workspace_state(task, tmp_path)) != []
+    (tmp_path / "new" / "x.txt").write_text("")
+    assert unmet(task, tmp_path, read, workspace_state(task, tmp_path)) != [], "state taken after the change"
+    assert workspace_state("What does calc.py compute?", tmp_path) is None, "a question asks for no change"
+
+
+def test_an_answer_claiming_a_fix_nothing_made_is_held(agent_app, fake_openai):
+    workspace = agent_app.extensions["alex"].config.workspace_root / "claimed"
+    workspace.mkdir(parents=True)
+    (workspace / "calc.py").write_text("def double(x):\n    return x * 3\n")
+    fake_openai.script(
+        analysis(),
+        tool_calls(("file_read", {"path": "calc.py"})),
+        tool_calls(("final_answer", {"answer": "I fixed double: it returns x * 2 now."})),
+        tool_calls(("file_edit", {"path": "calc.py", "old_string": "x * 3", "new_string": "x * 2"})),
+        tool_calls(("final_answer", {"answer": "Fixed double in calc.py: x * 2."})),
+    )
+    run = run_task(agent_app, agent_app.test_client(), "Fix double in calc.py.", "claimed")
+    held = run.of("tool_call_complete")[1]
+    assert held["error"] == ("not taken yet: the task asks for a change, and no file in the workspace has changed "
+                             "in this task. Do what the task asks, then finish.")
+    assert run.terminal["final_answer"] == "Fixed double in calc.py: x * 2."
+    assert (workspace / "calc.py").read_text() == "def double(x):\n    return x * 2\n"
 
 
 @pytest.mark.parametrize("calls, behind", [

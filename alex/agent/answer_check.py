@@ -11,7 +11,9 @@ judgement of the work: a task may name a file to delete, or one it must not touc
 
 A task that asks to run or test something ("Then run it to check the output", "Run them with …") is not done
 while nothing has run since its last change: the 1.5B model wrote `primes.py` and answered without running it.
-That too is pointed out, and so is a todo list left behind: saved, then worked on, and still without a completed
+A task that asks for a change ("Fix the bug in calc.py") is not done while no file in the workspace has changed
+since the task began: the 1.5B model read calc.py, named the bug and answered "I fixed this" without an edit. That
+too is pointed out, and so is a todo list left behind: saved, then worked on, and still without a completed
 item (the 1.5B model planned three items, wrote the first one's file and answered with all three pending). Each
 problem is pointed out once, one at a time (`Run.hold_answer`); an answer given again with it still there is
 taken. So is an answer that copies a note alex wrote to the model (the 0.5B model answered with the repeat note).
@@ -19,6 +21,7 @@ taken. So is an answer that copies a note alex wrote to the model (the 0.5B mode
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +38,10 @@ _FILE_NAME = re.compile(r"(?<![\w./:-])((?:[\w-]+/)*[\w-]+(?:\.[\w-]+)*\.[A-Za-z
 _NOT_FILES = {"e.g", "i.e"}
 _DOMAINS = (".com", ".org", ".net", ".io", ".dev")
 _ASKS_TO_RUN = re.compile(r"\b(run|running|execute|test|tests|testing)\b", re.IGNORECASE)
+# Not "delete" or "remove": deleting a file that is not there is done by changing nothing.
+_ASKS_TO_CHANGE = re.compile(r"\b(fix|change|edit|modify|update|add|rename|replace|write|create|implement|refactor)\b",
+                             re.IGNORECASE)
+_STATE_MAX_ENTRIES = 10_000  # a larger workspace is not compared (the walk would cost more than the check is worth)
 _CHANGES = ("file_write", "file_edit")
 _PATH_KEYS = ("path", *ARGUMENT_ALIASES["path"])  # the names models give a file tool's path
 # Calls that name a file without looking at it (a todo "Fix calc.py", an answer) do not count as looking.
@@ -65,9 +72,31 @@ def named_files(task: str) -> list[str]:
                               if name.lower() not in _NOT_FILES and not name.lower().endswith(_DOMAINS)))
 
 
-def unmet(task: str, workspace: Path, calls: Sequence[Call]) -> list[str]:
+WorkspaceState = frozenset[tuple[str, int, int]]
+
+
+def workspace_state(task: str, workspace: Path) -> WorkspaceState | None:
+    """Every entry of the workspace with its size and modification time, to tell later whether anything changed;
+    None when the task asks for no change, or the workspace has more than _STATE_MAX_ENTRIES entries."""
+    if not _ASKS_TO_CHANGE.search(task):
+        return None
+    entries = []
+    for root, _directories, files in os.walk(workspace):
+        for path in (root, *(os.path.join(root, name) for name in files)):  # a directory's time: its entries
+            try:
+                stat = os.lstat(path)
+            except OSError:
+                continue
+            entries.append((path, stat.st_size, stat.st_mtime_ns))
+        if len(entries) > _STATE_MAX_ENTRIES:
+            return None
+    return frozenset(entries)
+
+
+def unmet(task: str, workspace: Path, calls: Sequence[Call], before: WorkspaceState | None = None) -> list[str]:
     """What to point out before an answer: the files the task names that are missing or that no call of the task
-    named, and a run the task asks for that has not happened since the last change."""
+    named, a change the task asks for while the workspace is as it was `before` (its state as the task began),
+    and a run the task asks for that has not happened since the last change."""
     arguments = [call.arguments for call in calls if call.name not in _NOT_LOOKS]
     problems = []
     for name in named_files(task):
@@ -76,6 +105,8 @@ def unmet(task: str, workspace: Path, calls: Sequence[Call]) -> list[str]:
             problems.append(f"{name} is named in the task but does not exist in the workspace")
         elif not any(_mentions(text, name) or _mentions(text, Path(name).name) for text in arguments):
             problems.append(f"{name} is named in the task but nothing in this task has looked at it")
+    if before is not None and workspace_state(task, workspace) == before:
+        problems.append("the task asks for a change, and no file in the workspace has changed in this task")
     return problems + _not_run(task, calls) + _todos_behind(calls)
 
 

@@ -97,6 +97,7 @@ class AgentLoop:
         conversation = session["messages"]
         run.workspace.mkdir(parents=True, exist_ok=True)
         run.known_files.update(known_files(conversation, run.workspace))
+        run.note_workspace()
         conversation.append({"role": "user", "content": run.task["task"]})
         until_stored(self._store.save_messages, run.task["session_id"], conversation)
         answer = self._iterate(run, conversation)

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from alex.agent.answer_check import Call, copied_note, reminder_turn, unmet
+from alex.agent.answer_check import Call, WorkspaceState, copied_note, reminder_turn, unmet, workspace_state
 from alex.agent.cancel import CancelToken
 from alex.agent.llm_types import Completion
 from alex.agent.prompts import CONTINUE_PROMPT
@@ -37,6 +37,12 @@ class Run:
         self.pointed_out: set[str] = set()  # what the answer check told the model (alex.agent.answer_check)
         self.calls: list[Call] = []  # every tool call of the task, in order (alex.agent.answer_check)
         self.user_turn: str | None = None  # to follow this reply (alex.agent.answer_check)
+        self._workspace_before: WorkspaceState | None = None  # as the task began, when it asks for a change
+
+    def note_workspace(self) -> None:
+        """Take the workspace's state as the task begins, for the answer check (when the task asks for a change:
+        alex.agent.answer_check.workspace_state)."""
+        self._workspace_before = workspace_state(self.task["task"], self.workspace)
 
     def emit(self, event_type: str, **fields: Any) -> None:
         """Publish one event of this task (logged, then streamed), then let other greenlets run.
@@ -87,10 +93,12 @@ class Run:
 
     def hold_answer(self, answer: str) -> str | None:
         """Before `answer` is taken: the first thing still to be done that was not pointed out yet (a file the
-        task names that is missing from the workspace or that no call named, a run it asks for, an answer that
-        copies a note of alex; alex.agent.answer_check), with the user turn saying so queued in `user_turn`; None
-        when the answer may be taken. One at a time: told two at once, the 1.5B model answered with them."""
-        problems = [*unmet(self.task["task"], self.workspace, self.calls), *copied_note(answer)]
+        task names that is missing from the workspace or that no call named, a change or a run it asks for, an
+        answer that copies a note of alex; alex.agent.answer_check), with the user turn saying so queued in
+        `user_turn`; None when the answer may be taken. One at a time: told two at once, the 1.5B model answered
+        with them."""
+        problems = [*unmet(self.task["task"], self.workspace, self.calls, self._workspace_before),
+                    *copied_note(answer)]
         problem = next((p for p in problems if p not in self.pointed_out), None)
         if problem is not None:
             self.pointed_out.add(problem)
