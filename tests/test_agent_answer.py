@@ -259,10 +259,12 @@ def test_a_task_that_asks_for_a_change_waits_until_a_file_changed(tmp_path):
         "the task asks for a change, and no file in the workspace has changed in this task"]
     (tmp_path / "calc.py").write_text("def average(v):\n    return sum(v) / len(v)\n")
     assert unmet(task, tmp_path, read, before) == []
+    before = workspace_state(task, tmp_path)
     (tmp_path / "new").mkdir()  # made by a command: a change too
-    assert unmet(task, tmp_path, read, workspace_state(task, tmp_path)) != []
-    (tmp_path / "new" / "x.txt").write_text("")
-    assert unmet(task, tmp_path, read, workspace_state(task, tmp_path)) != [], "state taken after the change"
+    assert unmet(task, tmp_path, read, before) == []
+    before = workspace_state(task, tmp_path)
+    (tmp_path / "new" / "x.txt").write_text("")  # in a subdirectory
+    assert unmet(task, tmp_path, read, before) == []
     assert workspace_state("What does calc.py compute?", tmp_path) is None, "a question asks for no change"
 
 

@@ -31,6 +31,7 @@ from alex.agent.call_arguments import parse_object
 from alex.agent.prompts import CONTINUE_PROMPT, REPEAT_PROMPT_OPENING
 from alex.agent.repeats import RAN_AGAIN_OPENING, REPEAT_NOTE_MARK, TWIN_NOTE
 from alex.agent.tools.answer import TAKEN
+from alex.agent.tools.offload import off_hub
 from alex.agent.tools.usage import ARGUMENT_ALIASES
 
 # A relative path whose last part has an extension starting with a letter: primes.py, src/app.ts, notes.v2.md.
@@ -76,10 +77,13 @@ WorkspaceState = frozenset[tuple[str, int, int]]
 
 
 def workspace_state(task: str, workspace: Path) -> WorkspaceState | None:
-    """Every entry of the workspace with its size and modification time, to tell later whether anything changed;
-    None when the task asks for no change, or the workspace has more than _STATE_MAX_ENTRIES entries."""
-    if not _ASKS_TO_CHANGE.search(task):
-        return None
+    """Every entry of the workspace with its size and modification time, to tell later whether anything changed
+    (walked off the gevent hub); None when the task asks for no change, or the workspace has more than
+    _STATE_MAX_ENTRIES entries."""
+    return off_hub(_walk, workspace) if _ASKS_TO_CHANGE.search(task) else None
+
+
+def _walk(workspace: Path) -> WorkspaceState | None:
     entries = []
     for root, _directories, files in os.walk(workspace):
         for path in (root, *(os.path.join(root, name) for name in files)):  # a directory's time: its entries
