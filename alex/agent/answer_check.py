@@ -21,7 +21,6 @@ taken. So is an answer that copies a note alex wrote to the model (the 0.5B mode
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +31,7 @@ from alex.agent.prompts import CONTINUE_PROMPT, REPEAT_PROMPT_OPENING
 from alex.agent.repeats import RAN_AGAIN_OPENING, REPEAT_NOTE_MARK, TWIN_NOTE
 from alex.agent.tools.answer import TAKEN
 from alex.agent.tools.offload import off_hub
+from alex.agent.tools.paths import workspace_entries
 from alex.agent.tools.usage import ARGUMENT_ALIASES
 
 # A relative path whose last part has an extension starting with a letter: primes.py, src/app.ts, notes.v2.md.
@@ -85,13 +85,8 @@ def workspace_state(task: str, workspace: Path) -> WorkspaceState | None:
 
 def _walk(workspace: Path) -> WorkspaceState | None:
     entries = []
-    for root, _directories, files in os.walk(workspace):
-        for path in (root, *(os.path.join(root, name) for name in files)):  # a directory's time: its entries
-            try:
-                stat = os.lstat(path)
-            except OSError:
-                continue
-            entries.append((path, stat.st_size, stat.st_mtime_ns))
+    for path, info in workspace_entries(workspace):
+        entries.append((path, info.st_size, info.st_mtime_ns))
         if len(entries) > _STATE_MAX_ENTRIES:
             return None
     return frozenset(entries)

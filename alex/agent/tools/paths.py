@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -72,11 +73,11 @@ def display_path(workspace: Path, path: Path) -> str:
         return path.name
 
 
-def workspace_usage(workspace: Path, stop_above: int) -> int:
-    """Bytes held by regular files in the workspace (symlinks not followed); stops counting above `stop_above`."""
-    total = 0
+def workspace_entries(workspace: Path) -> Iterator[tuple[str, os.stat_result]]:
+    """Every entry under the workspace, directories included, with its own stat (symlinks not followed); entries
+    that vanish or cannot be read are skipped. A generator: a caller that has seen enough stops the walk."""
     pending = [workspace_root(workspace)]
-    while pending and total <= stop_above:
+    while pending:
         try:
             with os.scandir(pending.pop()) as scan:
                 entries = list(scan)
@@ -89,8 +90,17 @@ def workspace_usage(workspace: Path, stop_above: int) -> int:
                 continue
             if stat.S_ISDIR(info.st_mode):
                 pending.append(Path(entry.path))
-            elif stat.S_ISREG(info.st_mode):
-                total += info.st_size
+            yield entry.path, info
+
+
+def workspace_usage(workspace: Path, stop_above: int) -> int:
+    """Bytes held by regular files in the workspace (symlinks not followed); stops counting above `stop_above`."""
+    total = 0
+    for _path, info in workspace_entries(workspace):
+        if stat.S_ISREG(info.st_mode):
+            total += info.st_size
+            if total > stop_above:
+                break
     return total
 
 
